@@ -1,0 +1,1 @@
+//! RFC 6962 Merkle tree (being written).

@@ -1,0 +1,1 @@
+//! Workspace-level scenarios live in tests/tests/*.rs.
