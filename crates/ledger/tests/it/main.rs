@@ -1,0 +1,4 @@
+//! Integration tests of custos-ledger, in one binary so that they link once.
+
+mod merkle_tree;
+mod merkle_vectors;

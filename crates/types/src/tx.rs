@@ -1,0 +1,491 @@
+//! Transaction bodies and signed transactions.
+//!
+//! The author signs exactly the serialized body bytes as transmitted. [`SignedTransaction::
+//! from_wire`] checks sizes and signatures before it decodes anything, and keeps the original
+//! bytes: nothing is ever re-encoded to check a signature.
+
+use std::collections::BTreeSet;
+
+use custos_crypto::{Hash, PublicKey, Signature, SigningKeyPair, sha256};
+use custos_proto::access::v1 as access_pb;
+use custos_proto::consent::v1 as consent_pb;
+use custos_proto::ledger::v1 as pb;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FieldError, Within, required};
+use crate::ids::{Category, ChainId, ConsentId, Nonce, PartyId, RecordId, RequestId, Timestamp, TxId};
+use crate::model::{AccessMode, Consent, Organisation, Parameters, Role};
+use crate::purpose::Purpose;
+use crate::{ENCODING_VERSION, MAX_TX_BYTES};
+
+/// Most co-signatures one transaction may carry.
+pub const MAX_COSIGNATURES: usize = 64;
+/// Largest predicate or query a request may carry.
+pub const MAX_QUERY_BYTES: usize = 4096;
+
+/// Registers a party (see `custos.consent.v1.RegisterParty`).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RegisterParty {
+    /// The party's identity; must be the author.
+    pub party: PartyId,
+    /// Its role.
+    pub role: Role,
+    /// X25519 public key data keys are wrapped to.
+    pub encryption_key: [u8; 32],
+    /// Its organisation (empty for patients).
+    pub organisation: Organisation,
+}
+
+/// Registers an off-chain record (see `custos.consent.v1.RegisterRecord`).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RegisterRecord {
+    /// The record's id.
+    pub record_id: RecordId,
+    /// The patient who owns it.
+    pub owner: PartyId,
+    /// Its category.
+    pub category: Category,
+    /// SHA-256 of the ciphertext.
+    pub ciphertext_digest: Hash,
+    /// Commitment to its numeric attributes, if any.
+    pub attribute_commitment: Option<Hash>,
+}
+
+/// Lets a delegate act for the patient (or stops it).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RegisterDelegate {
+    /// Who may act for the author.
+    pub delegate: PartyId,
+    /// Until when; `None` means until revoked.
+    pub expires: Option<Timestamp>,
+    /// Removes the delegation instead.
+    pub revoke: bool,
+}
+
+/// Asks for access to one record.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RequestAccess {
+    /// Which record.
+    pub record_id: RecordId,
+    /// Why.
+    pub purpose: Purpose,
+    /// How.
+    pub mode: AccessMode,
+    /// SHA-256 of the break-glass justification, if any.
+    pub justification_digest: Option<Hash>,
+    /// Predicate or aggregate query, serialized.
+    pub query: Vec<u8>,
+}
+
+/// Confirms a release.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ConfirmRelease {
+    /// The granted request.
+    pub request_id: RequestId,
+    /// SHA-256 of what was released.
+    pub release_digest: Hash,
+}
+
+/// Erases a record.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct EraseRecord {
+    /// Which record.
+    pub record_id: RecordId,
+    /// Set when the custodian erases on legal grounds.
+    pub legal_grounds: bool,
+}
+
+/// A consortium change.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Governance {
+    /// Replaces the consortium parameters.
+    SetParameters(Parameters),
+}
+
+/// What a transaction does.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum TxKind {
+    /// Registers a party.
+    RegisterParty(RegisterParty),
+    /// Registers a record.
+    RegisterRecord(RegisterRecord),
+    /// Grants a consent.
+    GrantConsent(Consent),
+    /// Revokes a consent.
+    RevokeConsent(ConsentId),
+    /// Adds or removes a delegate.
+    RegisterDelegate(RegisterDelegate),
+    /// Requests access.
+    RequestAccess(RequestAccess),
+    /// Confirms a release.
+    ConfirmRelease(ConfirmRelease),
+    /// Erases a record.
+    EraseRecord(EraseRecord),
+    /// Changes the consortium.
+    Governance(Governance),
+}
+
+impl TxKind {
+    /// Short lowercase name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TxKind::RegisterParty(_) => "register_party",
+            TxKind::RegisterRecord(_) => "register_record",
+            TxKind::GrantConsent(_) => "grant_consent",
+            TxKind::RevokeConsent(_) => "revoke_consent",
+            TxKind::RegisterDelegate(_) => "register_delegate",
+            TxKind::RequestAccess(_) => "request_access",
+            TxKind::ConfirmRelease(_) => "confirm_release",
+            TxKind::EraseRecord(_) => "erase_record",
+            TxKind::Governance(_) => "governance",
+        }
+    }
+}
+
+/// What an author signs.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TransactionBody {
+    /// The chain the transaction is for.
+    pub chain_id: ChainId,
+    /// The author's nonce.
+    pub nonce: Nonce,
+    /// What it does.
+    pub kind: TxKind,
+}
+
+fn key32(bytes: &[u8], field: &str) -> Result<[u8; 32], FieldError> {
+    bytes
+        .try_into()
+        .map_err(|_| FieldError::new(field, format!("expected 32 bytes, got {}", bytes.len())))
+}
+
+fn digest(bytes: &[u8], field: &str) -> Result<Hash, FieldError> {
+    Hash::from_slice(bytes).map_err(|e| FieldError::new(field, e.to_string()))
+}
+
+fn optional_digest(bytes: &[u8], field: &str) -> Result<Option<Hash>, FieldError> {
+    if bytes.is_empty() { Ok(None) } else { digest(bytes, field).map(Some) }
+}
+
+impl TryFrom<pb::TransactionBody> for TransactionBody {
+    type Error = FieldError;
+    fn try_from(wire: pb::TransactionBody) -> Result<Self, FieldError> {
+        use pb::transaction_body::Kind;
+        if wire.version != ENCODING_VERSION {
+            return Err(FieldError::new(
+                "version",
+                format!("expected version {ENCODING_VERSION}, got {}", wire.version),
+            ));
+        }
+        let chain_id = ChainId::parse(&wire.chain_id)?;
+        let kind = match required(wire.kind, "kind")? {
+            Kind::RegisterParty(p) => (|| {
+                Ok(TxKind::RegisterParty(RegisterParty {
+                    party: PartyId::from_field(&p.party, "party")?,
+                    role: Role::from_wire(p.role, "role")?,
+                    encryption_key: key32(&p.encryption_key, "encryption_key")?,
+                    organisation: Organisation::parse(&p.organisation, "organisation")?,
+                }))
+            })()
+            .within("register_party")?,
+            Kind::RegisterRecord(r) => (|| {
+                Ok(TxKind::RegisterRecord(RegisterRecord {
+                    record_id: RecordId::from_field(&r.record_id, "record_id")?,
+                    owner: PartyId::from_field(&r.owner, "owner")?,
+                    category: Category::parse(&r.category, "category")?,
+                    ciphertext_digest: digest(&r.ciphertext_digest, "ciphertext_digest")?,
+                    attribute_commitment: optional_digest(
+                        &r.attribute_commitment,
+                        "attribute_commitment",
+                    )?,
+                }))
+            })()
+            .within("register_record")?,
+            Kind::GrantConsent(g) => {
+                let consent = required(g.consent, "consent").within("grant_consent")?;
+                TxKind::GrantConsent(
+                    Consent::try_from(consent).within("grant_consent.consent")?,
+                )
+            }
+            Kind::RevokeConsent(r) => TxKind::RevokeConsent(
+                ConsentId::from_field(&r.consent_id, "consent_id").within("revoke_consent")?,
+            ),
+            Kind::RegisterDelegate(d) => (|| {
+                Ok(TxKind::RegisterDelegate(RegisterDelegate {
+                    delegate: PartyId::from_field(&d.delegate, "delegate")?,
+                    expires: Timestamp::optional(d.expires_ms, "expires_ms")?,
+                    revoke: d.revoke,
+                }))
+            })()
+            .within("register_delegate")?,
+            Kind::RequestAccess(r) => (|| {
+                if r.query.len() > MAX_QUERY_BYTES {
+                    return Err(FieldError::new(
+                        "query",
+                        format!("at most {MAX_QUERY_BYTES} bytes, got {}", r.query.len()),
+                    ));
+                }
+                Ok(TxKind::RequestAccess(RequestAccess {
+                    record_id: RecordId::from_field(&r.record_id, "record_id")?,
+                    purpose: Purpose::parse(&r.purpose)
+                        .map_err(|e| FieldError::new("purpose", e.to_string()))?,
+                    mode: AccessMode::from_wire(r.mode, "mode")?,
+                    justification_digest: optional_digest(
+                        &r.justification_digest,
+                        "justification_digest",
+                    )?,
+                    query: r.query,
+                }))
+            })()
+            .within("request_access")?,
+            Kind::ConfirmRelease(c) => (|| {
+                Ok(TxKind::ConfirmRelease(ConfirmRelease {
+                    request_id: RequestId::from_field(&c.request_id, "request_id")?,
+                    release_digest: digest(&c.release_digest, "release_digest")?,
+                }))
+            })()
+            .within("confirm_release")?,
+            Kind::EraseRecord(e) => TxKind::EraseRecord(EraseRecord {
+                record_id: RecordId::from_field(&e.record_id, "record_id")
+                    .within("erase_record")?,
+                legal_grounds: e.legal_grounds,
+            }),
+            Kind::Governance(g) => {
+                let action = required(g.action, "action").within("governance")?;
+                match action {
+                    pb::governance::Action::SetParameters(s) => {
+                        let params = required(s.parameters, "parameters")
+                            .within("governance.set_parameters")?;
+                        TxKind::Governance(Governance::SetParameters(
+                            Parameters::try_from(params)
+                                .within("governance.set_parameters.parameters")?,
+                        ))
+                    }
+                }
+            }
+        };
+        Ok(TransactionBody { chain_id, nonce: Nonce(wire.nonce), kind })
+    }
+}
+
+impl From<&TransactionBody> for pb::TransactionBody {
+    fn from(body: &TransactionBody) -> Self {
+        use pb::transaction_body::Kind;
+        let kind = match &body.kind {
+            TxKind::RegisterParty(p) => Kind::RegisterParty(consent_pb::RegisterParty {
+                party: p.party.to_vec(),
+                role: p.role.to_wire(),
+                encryption_key: p.encryption_key.to_vec(),
+                organisation: p.organisation.as_str().to_string(),
+            }),
+            TxKind::RegisterRecord(r) => Kind::RegisterRecord(consent_pb::RegisterRecord {
+                record_id: r.record_id.to_vec(),
+                owner: r.owner.to_vec(),
+                category: r.category.as_str().to_string(),
+                ciphertext_digest: r.ciphertext_digest.0.to_vec(),
+                attribute_commitment: r.attribute_commitment.map_or(vec![], |h| h.0.to_vec()),
+            }),
+            TxKind::GrantConsent(c) => {
+                Kind::GrantConsent(consent_pb::GrantConsent { consent: Some(c.into()) })
+            }
+            TxKind::RevokeConsent(id) => {
+                Kind::RevokeConsent(consent_pb::RevokeConsent { consent_id: id.to_vec() })
+            }
+            TxKind::RegisterDelegate(d) => Kind::RegisterDelegate(consent_pb::RegisterDelegate {
+                delegate: d.delegate.to_vec(),
+                expires_ms: d.expires.map_or(0, |t| t.0),
+                revoke: d.revoke,
+            }),
+            TxKind::RequestAccess(r) => Kind::RequestAccess(access_pb::RequestAccess {
+                record_id: r.record_id.to_vec(),
+                purpose: r.purpose.code().to_string(),
+                mode: r.mode.to_wire(),
+                justification_digest: r.justification_digest.map_or(vec![], |h| h.0.to_vec()),
+                query: r.query.clone(),
+            }),
+            TxKind::ConfirmRelease(c) => Kind::ConfirmRelease(access_pb::ConfirmRelease {
+                request_id: c.request_id.to_vec(),
+                release_digest: c.release_digest.0.to_vec(),
+            }),
+            TxKind::EraseRecord(e) => Kind::EraseRecord(consent_pb::EraseRecord {
+                record_id: e.record_id.to_vec(),
+                legal_grounds: e.legal_grounds,
+            }),
+            TxKind::Governance(Governance::SetParameters(p)) => Kind::Governance(pb::Governance {
+                action: Some(pb::governance::Action::SetParameters(pb::SetParameters {
+                    parameters: Some(p.into()),
+                })),
+            }),
+        };
+        pb::TransactionBody {
+            version: ENCODING_VERSION,
+            chain_id: body.chain_id.as_str().to_string(),
+            nonce: body.nonce.0,
+            kind: Some(kind),
+        }
+    }
+}
+
+/// A transaction whose author signature (and co-signatures) verified over its exact body bytes.
+#[derive(Clone, Debug)]
+pub struct SignedTransaction {
+    id: TxId,
+    body: TransactionBody,
+    body_bytes: Vec<u8>,
+    author: PartyId,
+    signature: Signature,
+    cosignatures: Vec<(PartyId, Signature)>,
+}
+
+impl PartialEq for SignedTransaction {
+    fn eq(&self, other: &Self) -> bool {
+        self.body_bytes == other.body_bytes
+            && self.author == other.author
+            && self.signature == other.signature
+            && self.cosignatures == other.cosignatures
+    }
+}
+impl Eq for SignedTransaction {}
+
+impl SignedTransaction {
+    /// Checks a wire transaction: size, author key, signature over the exact body bytes,
+    /// co-signatures, and only then the body's fields.
+    pub fn from_wire(wire: pb::SignedTransaction) -> Result<Self, FieldError> {
+        if wire.body.len() > MAX_TX_BYTES {
+            return Err(FieldError::new(
+                "body",
+                format!("at most {MAX_TX_BYTES} bytes, got {}", wire.body.len()),
+            ));
+        }
+        if wire.body.is_empty() {
+            return Err(FieldError::new("body", "empty transaction body"));
+        }
+        let author = PartyId::from_field(&wire.author, "author")?;
+        let signature = Signature::from_slice(&wire.signature)
+            .map_err(|e| FieldError::new("signature", e.to_string()))?;
+        author.0.verify(&wire.body, &signature).map_err(|_| {
+            FieldError::new(
+                "signature",
+                format!("does not verify over body for author {}", author.short()),
+            )
+        })?;
+        if wire.cosignatures.len() > MAX_COSIGNATURES {
+            return Err(FieldError::new(
+                "cosignatures",
+                format!("at most {MAX_COSIGNATURES}, got {}", wire.cosignatures.len()),
+            ));
+        }
+        let mut seen = BTreeSet::from([author]);
+        let mut cosignatures = Vec::with_capacity(wire.cosignatures.len());
+        for (i, co) in wire.cosignatures.iter().enumerate() {
+            let field = format!("cosignatures[{i}]");
+            let signer = PartyId::from_field(&co.signer, &format!("{field}.signer"))?;
+            let sig = Signature::from_slice(&co.signature)
+                .map_err(|e| FieldError::new(format!("{field}.signature"), e.to_string()))?;
+            signer.0.verify(&wire.body, &sig).map_err(|_| {
+                FieldError::new(
+                    format!("{field}.signature"),
+                    format!("does not verify over body for signer {}", signer.short()),
+                )
+            })?;
+            if !seen.insert(signer) {
+                return Err(FieldError::new(
+                    format!("{field}.signer"),
+                    format!("{} signed more than once", signer.short()),
+                ));
+            }
+            cosignatures.push((signer, sig));
+        }
+        let decoded = pb::TransactionBody::decode(wire.body.as_slice())
+            .map_err(|e| FieldError::new("body", format!("not a TransactionBody: {e}")))?;
+        let body = TransactionBody::try_from(decoded).within("body")?;
+        Ok(SignedTransaction {
+            id: TxId(sha256(&wire.body)),
+            body,
+            body_bytes: wire.body,
+            author,
+            signature,
+            cosignatures,
+        })
+    }
+
+    /// Decodes and checks serialized `custos.ledger.v1.SignedTransaction` bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FieldError> {
+        if bytes.len() > MAX_TX_BYTES + 8 * 1024 {
+            return Err(FieldError::new("transaction", "transaction too large"));
+        }
+        let wire = pb::SignedTransaction::decode(bytes)
+            .map_err(|e| FieldError::new("transaction", format!("not a SignedTransaction: {e}")))?;
+        Self::from_wire(wire)
+    }
+
+    /// Serializes `body` and signs it with `key`.
+    pub fn sign(body: &TransactionBody, key: &SigningKeyPair) -> Self {
+        let body_bytes = pb::TransactionBody::from(body).encode_to_vec();
+        let signature = key.sign(&body_bytes);
+        SignedTransaction {
+            id: TxId(sha256(&body_bytes)),
+            body: body.clone(),
+            body_bytes,
+            author: PartyId(key.public()),
+            signature,
+            cosignatures: Vec::new(),
+        }
+    }
+
+    /// Adds `key`'s co-signature over the same body bytes (governance).
+    pub fn cosign(&mut self, key: &SigningKeyPair) {
+        let signer = PartyId(key.public());
+        if signer != self.author && !self.cosignatures.iter().any(|(s, _)| *s == signer) {
+            self.cosignatures.push((signer, key.sign(&self.body_bytes)));
+        }
+    }
+
+    /// The wire message, with the body bytes exactly as signed.
+    pub fn to_wire(&self) -> pb::SignedTransaction {
+        pb::SignedTransaction {
+            body: self.body_bytes.clone(),
+            author: self.author.to_vec(),
+            signature: self.signature.to_bytes().to_vec(),
+            cosignatures: self
+                .cosignatures
+                .iter()
+                .map(|(s, sig)| pb::CoSignature {
+                    signer: s.to_vec(),
+                    signature: sig.to_bytes().to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// SHA-256 of the body bytes.
+    pub fn id(&self) -> TxId {
+        self.id
+    }
+
+    /// The decoded body.
+    pub fn body(&self) -> &TransactionBody {
+        &self.body
+    }
+
+    /// The body bytes exactly as signed.
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body_bytes
+    }
+
+    /// The author.
+    pub fn author(&self) -> PartyId {
+        self.author
+    }
+
+    /// Everyone whose signature over the body verified: the author and the co-signers.
+    pub fn signers(&self) -> BTreeSet<PartyId> {
+        std::iter::once(self.author).chain(self.cosignatures.iter().map(|(s, _)| *s)).collect()
+    }
+
+    /// The author's public key.
+    pub fn author_key(&self) -> PublicKey {
+        self.author.0
+    }
+}

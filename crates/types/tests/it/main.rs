@@ -1,0 +1,3 @@
+//! Integration tests of `custos-types`.
+
+mod purpose_hl7;
