@@ -1,1 +1,208 @@
-//! placeholder
+//! Talks to and checks the ledger: a gRPC client and a light client that verifies headers,
+//! certificates and proofs offline.
+//!
+//! [`Client`] is a thin typed wrapper over the generated gRPC clients that signs transactions
+//! and reads with a party's keys. [`verify`] checks what any node returns against the genesis
+//! validator set alone: a compromised node cannot make it accept a forged entry.
+
+pub mod verify;
+
+use custos_crypto::PartyKeys;
+use custos_proto::access::v1 as access_pb;
+use custos_proto::access::v1::access_service_client::AccessServiceClient;
+use custos_proto::audit::v1 as audit_pb;
+use custos_proto::audit::v1::audit_service_client::AuditServiceClient;
+use custos_proto::consent::v1 as consent_pb;
+use custos_proto::consent::v1::consent_service_client::ConsentServiceClient;
+use custos_proto::ledger::v1 as ledger_pb;
+use custos_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use custos_types::{ChainId, Nonce, PartyId, SignedRead, SignedTransaction, Timestamp, TransactionBody, TxKind};
+use tonic::transport::Channel;
+
+pub use verify::{VerifiedEntry, VerifyError};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        /// Where.
+        endpoint: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The node answered with an error status.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The node's answer did not verify.
+    #[error("verification failed: {0}")]
+    Verify(#[from] VerifyError),
+    /// The node's answer is malformed.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+}
+
+/// A `Result` with [`ClientError`].
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// A connection to one node.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    chain_id: ChainId,
+}
+
+impl Client {
+    /// Connects to `endpoint` (e.g. `http://127.0.0.1:7420`) and learns the chain id.
+    pub async fn connect(endpoint: &str) -> Result<Self> {
+        let channel = Channel::from_shared(endpoint.to_string())
+            .map_err(|e| ClientError::Malformed(format!("endpoint `{endpoint}`: {e}")))?
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect { endpoint: endpoint.to_string(), source })?;
+        let status = LedgerServiceClient::new(channel.clone())
+            .get_status(ledger_pb::GetStatusRequest {})
+            .await?
+            .into_inner();
+        let chain_id = ChainId::parse(&status.chain_id)
+            .map_err(|e| ClientError::Malformed(format!("chain id: {e}")))?;
+        Ok(Client { channel, chain_id })
+    }
+
+    /// The chain the node serves.
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// The generated ledger client.
+    pub fn ledger(&self) -> LedgerServiceClient<Channel> {
+        LedgerServiceClient::new(self.channel.clone())
+    }
+
+    /// The generated consent client.
+    pub fn consent(&self) -> ConsentServiceClient<Channel> {
+        ConsentServiceClient::new(self.channel.clone())
+    }
+
+    /// The generated access client.
+    pub fn access(&self) -> AccessServiceClient<Channel> {
+        AccessServiceClient::new(self.channel.clone())
+    }
+
+    /// The generated audit client.
+    pub fn audit(&self) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.channel.clone())
+    }
+
+    /// The chain's status.
+    pub async fn status(&self) -> Result<ledger_pb::ChainStatus> {
+        Ok(self.ledger().get_status(ledger_pb::GetStatusRequest {}).await?.into_inner())
+    }
+
+    /// Signs `kind` with `keys` at the author's next nonce.
+    pub async fn sign(&self, keys: &PartyKeys, kind: TxKind) -> Result<SignedTransaction> {
+        let next = self
+            .ledger()
+            .get_nonce(ledger_pb::GetNonceRequest { author: keys.public().as_bytes().to_vec() })
+            .await?
+            .into_inner()
+            .next_nonce;
+        let body = TransactionBody { chain_id: self.chain_id.clone(), nonce: Nonce(next), kind };
+        Ok(SignedTransaction::sign(&body, &keys.identity))
+    }
+
+    /// Signs and submits `kind`, waiting until it is finalized.
+    pub async fn submit(&self, keys: &PartyKeys, kind: TxKind) -> Result<ledger_pb::SubmitResponse> {
+        let tx = self.sign(keys, kind).await?;
+        self.submit_signed(&tx, true).await
+    }
+
+    /// Submits a signed transaction.
+    pub async fn submit_signed(
+        &self,
+        tx: &SignedTransaction,
+        wait: bool,
+    ) -> Result<ledger_pb::SubmitResponse> {
+        Ok(self
+            .ledger()
+            .submit(ledger_pb::SubmitRequest { transaction: Some(tx.to_wire()), wait })
+            .await?
+            .into_inner())
+    }
+
+    /// Requests access and returns the finalized decision with its proof.
+    pub async fn request_access(
+        &self,
+        keys: &PartyKeys,
+        request: custos_types::tx::RequestAccess,
+    ) -> Result<access_pb::DecisionResponse> {
+        let tx = self.sign(keys, TxKind::RequestAccess(request)).await?;
+        Ok(self.access().request_access(tx.to_wire()).await?.into_inner())
+    }
+
+    /// A signed read of `method` with `query`.
+    pub fn signed_read(
+        &self,
+        keys: &PartyKeys,
+        method: &str,
+        query: &impl prost::Message,
+    ) -> ledger_pb::SignedRead {
+        SignedRead::sign(&self.chain_id, method, Timestamp::now(), query, &keys.identity)
+    }
+
+    /// A patient's consents.
+    pub async fn list_consents(
+        &self,
+        keys: &PartyKeys,
+        patient: PartyId,
+        include_inactive: bool,
+    ) -> Result<Vec<consent_pb::ConsentState>> {
+        let query = consent_pb::ListConsentsQuery { patient: patient.to_vec(), include_inactive };
+        let read = self.signed_read(keys, "/custos.consent.v1.ConsentService/ListConsents", &query);
+        Ok(self.consent().list_consents(read).await?.into_inner().consents)
+    }
+
+    /// One page of the access log.
+    pub async fn access_log(
+        &self,
+        keys: &PartyKeys,
+        query: &audit_pb::AccessLogQuery,
+    ) -> Result<audit_pb::AccessLogPage> {
+        let read = self.signed_read(keys, "/custos.audit.v1.AuditService/QueryAccessLog", query);
+        Ok(self.audit().query_access_log(read).await?.into_inner())
+    }
+
+    /// Every page of the access log.
+    pub async fn access_log_all(
+        &self,
+        keys: &PartyKeys,
+        query: &audit_pb::AccessLogQuery,
+    ) -> Result<Vec<audit_pb::AuditEntry>> {
+        let mut query = query.clone();
+        let mut all = Vec::new();
+        loop {
+            let page = self.access_log(keys, &query).await?;
+            all.extend(page.entries);
+            if page.next_cursor.is_empty() {
+                return Ok(all);
+            }
+            query.cursor = page.next_cursor;
+        }
+    }
+
+    /// Every signed header from height 1 to the tip.
+    pub async fn headers(&self) -> Result<Vec<ledger_pb::SignedHeader>> {
+        let tip = self.status().await?.height;
+        let mut out = Vec::with_capacity(tip as usize);
+        for height in 1..=tip {
+            out.push(
+                self.ledger()
+                    .get_header(ledger_pb::GetHeaderRequest { height })
+                    .await?
+                    .into_inner(),
+            );
+        }
+        Ok(out)
+    }
+}

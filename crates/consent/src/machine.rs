@@ -190,6 +190,17 @@ impl StateMachine {
         }
     }
 
+    /// Every registered party, in id order.
+    pub fn parties(&self) -> Vec<(PartyId, PartyState)> {
+        self.kv
+            .iter()
+            .filter_map(|(k, v)| match (k, v) {
+                (StateKey::Party(id), StateValue::Party(p)) => Some((*id, p.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The member organisations that vote in governance.
     pub fn members(&self) -> BTreeSet<PartyId> {
         self.kv

@@ -108,7 +108,7 @@ fn shr(x: u64, shift: u32) -> u64 {
 /// The length of the audit path of leaf `index` in a tree of `size` leaves (`index < size`).
 ///
 /// The path has one hash for each level below the point where the paths to `index` and to the
-/// last leaf part ("inner"), and above it one left sibling for each set bit left of that point
+/// last leaf diverge ("inner"), and above it one left sibling for each set bit left of that point
 /// ("border").
 fn inclusion_proof_len(index: u64, size: u64) -> usize {
     let inner = bit_len(index ^ (size - 1));
@@ -338,10 +338,22 @@ impl MerkleTree {
             row.push(hash);
             // An even count means the new node closed a pair: their parent is now complete.
             match row.as_slice() {
-                [.., left, right] if row.len() % 2 == 0 => hash = node_hash(left, right),
+                [.., left, right] if row.len().is_multiple_of(2) => hash = node_hash(left, right),
                 _ => return,
             }
             level += 1;
+        }
+    }
+
+    /// Drops every leaf from index `len` on (undoes a proposed block that was not committed).
+    pub fn truncate(&mut self, len: u64) {
+        let Ok(len) = usize::try_from(len) else { return };
+        for (k, row) in self.levels.iter_mut().enumerate() {
+            // Level k keeps the complete subtrees that lie entirely below `len`.
+            row.truncate(len.checked_shr(k as u32).unwrap_or(0));
+        }
+        while self.levels.last().is_some_and(Vec::is_empty) {
+            self.levels.pop();
         }
     }
 
@@ -470,6 +482,32 @@ impl fmt::Debug for MerkleTree {
             .field("len", &self.len())
             .field("root", &self.root())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod truncate_tests {
+    use super::*;
+    use custos_crypto::sha256;
+
+    #[test]
+    fn truncating_then_pushing_again_gives_the_same_roots_as_never_pushing() {
+        for keep in 0..40u64 {
+            let mut tree = MerkleTree::new();
+            let mut reference = MerkleTree::new();
+            for i in 0..40u64 {
+                tree.push(sha256(&i.to_be_bytes()));
+                if i < keep {
+                    reference.push(sha256(&i.to_be_bytes()));
+                }
+            }
+            tree.truncate(keep);
+            assert_eq!(tree.len(), keep);
+            assert_eq!(tree.root(), reference.root());
+            tree.push(sha256(b"next"));
+            reference.push(sha256(b"next"));
+            assert_eq!(tree.root(), reference.root());
+        }
     }
 }
 

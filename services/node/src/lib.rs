@@ -1,1 +1,16 @@
-//! placeholder
+//! Runs a ledger node: the block producer, mempool and the gRPC ledger, consent, access and audit
+//! services.
+//!
+//! The [`core::LedgerCore`] executes blocks with the consent state machine and commits them to
+//! the store; a [`consensus::Consensus`] implementation orders and certifies them (today
+//! [`consensus::SoloValidator`], a one-validator consortium); [`rpc`] adapts it all to gRPC.
+
+pub mod config;
+pub mod consensus;
+pub mod core;
+pub mod mempool;
+pub mod rpc;
+pub mod server;
+
+pub use config::NodeConfig;
+pub use server::{RunningNode, load_genesis, load_keys, start};

@@ -165,14 +165,17 @@ fn consistency_from_the_empty_tree_is_refused_by_tree_and_verifier_alike() {
 }
 
 #[test]
-fn inclusion_proofs_are_refused_for_a_wrong_leaf_index_size_or_root() {
+fn inclusion_proofs_are_refused_for_a_wrong_leaf_index_or_root() {
+    // A wrong size alone is not always caught, nor can it be: the size only picks which side
+    // each proof hash goes, and e.g. leaf 0's proof in a tree of 3 hashes exactly like one in a
+    // tree of 4. The root is what binds the size, so callers take both from a signed header.
     let leaves = leaves(EXHAUSTIVE + 1);
     let tree = tree_of(&leaves);
     for size in 1..=EXHAUSTIVE {
         let root = root_of(&leaves[..size]);
         let (n, other_root) = (size as u64, root_of(&leaves[..size + 1]));
-        for index in 0..size {
-            let (i, leaf) = (index as u64, &leaves[index]);
+        for (index, leaf) in leaves[..size].iter().enumerate() {
+            let i = index as u64;
             let proof = tree.inclusion_proof(i, n).unwrap();
             let wrong_leaf = leaf_hash(b"not in the tree");
             assert!(matches!(
@@ -186,14 +189,13 @@ fn inclusion_proofs_are_refused_for_a_wrong_leaf_index_size_or_root() {
                     "proof of {index} in {size} passed for index {other}"
                 );
             }
-            assert!(verify_inclusion(leaf, i, n + 1, &proof, &root).is_err());
-            assert!(verify_inclusion(leaf, i, n - 1, &proof, &root).is_err());
         }
     }
 }
 
 #[test]
-fn consistency_proofs_are_refused_for_a_wrong_root_or_size() {
+fn consistency_proofs_are_refused_for_a_wrong_root() {
+    // As for inclusion, a wrong size alone may hash the same way (1 -> 3 and 1 -> 4 do).
     let leaves = leaves(EXHAUSTIVE + 1);
     let tree = tree_of(&leaves);
     let roots: Vec<Hash> = (0..=EXHAUSTIVE + 1)
@@ -225,20 +227,6 @@ fn consistency_proofs_are_refused_for_a_wrong_root_or_size() {
             if size1 != size2 {
                 assert!(
                     verify_consistency(m, n, root2, root1, &proof).is_err(),
-                    "{context}"
-                );
-                assert!(
-                    verify_consistency(m + 1, n, root1, root2, &proof).is_err(),
-                    "{context}"
-                );
-            }
-            assert!(
-                verify_consistency(m, n + 1, root1, root2, &proof).is_err(),
-                "{context}"
-            );
-            if size1 > 1 {
-                assert!(
-                    verify_consistency(m - 1, n, root1, root2, &proof).is_err(),
                     "{context}"
                 );
             }
@@ -286,7 +274,7 @@ fn out_of_range_indexes_and_sizes_are_errors() {
     assert_eq!(
         verify_consistency(3, 5, &tree.root_at(3).unwrap(), &root, &[]),
         Err(ProofError::WrongProofLength {
-            expected: 3,
+            expected: 4,
             got: 0
         })
     );

@@ -30,7 +30,9 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
         let entries =
             fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
         for entry in entries {
-            let path = entry.unwrap().path();
+            let path = entry
+                .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+                .path();
             if path.is_dir() {
                 pending.push(path);
             } else if path.extension().is_some_and(|ext| ext == "json") {

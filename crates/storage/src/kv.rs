@@ -1,0 +1,572 @@
+//! [`LedgerStore`] over any ordered key-value [`Backend`].
+//!
+//! # Key layout
+//!
+//! One keyspace. Every key starts with a one-byte family (`i` indexes add a second byte); all
+//! integers are big-endian so that key order is numeric order, and timestamps have their sign
+//! bit flipped so that negative times sort first. `index` is a log index (u64), `height` a block
+//! height (u64), ids are their 32 bytes.
+//!
+//! | key                                      | value                                          |
+//! |------------------------------------------|------------------------------------------------|
+//! | `m` `tip`                                | u64: height of the last block                  |
+//! | `m` `entries`                            | u64: number of log entries                     |
+//! | `m` `dtime`                              | i64: latest decision time so far               |
+//! | `m` `unordered`                          | present once a decision time went backwards    |
+//! | `b` height                               | 1 ‖ postcard(header pb, certificate pb, first entry, entry count) |
+//! | `e` index                                | u64 height ‖ entry bytes                       |
+//! | `l` index                                | leaf hash (32 bytes)                           |
+//! | `s` state key                            | state value                                    |
+//! | `t` tx id                                | u64 height ‖ u64 index                         |
+//! | `d` index                                | 1 ‖ postcard(`Decision`)                       |
+//! | `r` request id                           | u64 index of its decision                      |
+//! | `c` request id ‖ index                   | empty: a release confirmation                  |
+//! | `ip` patient ‖ index                     | empty: audit index by patient                  |
+//! | `iq` requester ‖ index                   | empty: audit index by requester                |
+//! | `ir` record id ‖ index                   | empty: audit index by record                   |
+//! | `iu` u8 code length ‖ purpose code ‖ index | empty: audit index by purpose                |
+//! | `it` time ‖ index                        | empty: audit index by decision time            |
+//!
+//! Headers and certificates are stored as their wire protobuf, decisions with postcard behind a
+//! version byte. Audit indexes end in the log index, so each one lists its decisions in log
+//! order and a query cursor (a log index) maps straight to a start key.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Mutex;
+
+use custos_crypto::Hash;
+use custos_ledger::{BlockHeader, CommitCertificate};
+use custos_proto::ledger::v1 as pb;
+use custos_types::{Decision, Purpose, RequestId, Timestamp, TxId};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::{AuditFilter, AuditPage, BlockWrite, LedgerStore, Result, StoreError, StoredBlock};
+
+/// An ordered byte key-value store: the only thing a storage engine has to provide.
+pub trait Backend: Send + Sync + 'static {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Applies every write (`None` deletes) or none of them; durable when it returns.
+    fn apply(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
+    /// At most `limit` items with `from <= key < to_exclusive`, in key order.
+    fn scan(
+        &self,
+        from: &[u8],
+        to_exclusive: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Every item whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+}
+
+const TIP: &[u8] = b"mtip";
+const ENTRIES: &[u8] = b"mentries";
+const DECISION_TIME: &[u8] = b"mdtime";
+const UNORDERED: &[u8] = b"munordered";
+const BLOCK: &[u8] = b"b";
+const ENTRY: &[u8] = b"e";
+const LEAF: &[u8] = b"l";
+const STATE: &[u8] = b"s";
+const TX: &[u8] = b"t";
+const DECISION: &[u8] = b"d";
+const REQUEST: &[u8] = b"r";
+const RELEASE: &[u8] = b"c";
+const BY_PATIENT: &[u8] = b"ip";
+const BY_REQUESTER: &[u8] = b"iq";
+const BY_RECORD: &[u8] = b"ir";
+const BY_PURPOSE: &[u8] = b"iu";
+const BY_TIME: &[u8] = b"it";
+
+/// Version byte in front of postcard-encoded values.
+const VALUE_VERSION: u8 = 1;
+
+/// Rows one audit index read fetches, shared among the merged indexes.
+const SCAN_CHUNK: usize = 4096;
+
+/// A block without its entries, as stored under `b`.
+#[derive(Serialize, Deserialize)]
+struct BlockMeta {
+    header: Vec<u8>,
+    certificate: Vec<u8>,
+    first_entry: u64,
+    entries: u64,
+}
+
+/// The ledger store over `B`. Commits are serialized; reads go straight to the backend.
+pub struct KvLedgerStore<B: Backend> {
+    backend: B,
+    /// Held across a commit's tip check and its write, so two commits cannot both pass it.
+    commit: Mutex<()>,
+    scan_limit: usize,
+}
+
+impl<B: Backend> KvLedgerStore<B> {
+    /// Default bound on the index rows one audit query reads before it returns a cursor.
+    pub const DEFAULT_SCAN_LIMIT: usize = 100_000;
+
+    /// A store over `backend`.
+    pub fn new(backend: B) -> Self {
+        KvLedgerStore {
+            backend,
+            commit: Mutex::new(()),
+            scan_limit: Self::DEFAULT_SCAN_LIMIT,
+        }
+    }
+
+    /// Bounds the index rows one audit query reads before it returns a cursor (at least 1;
+    /// [`Self::DEFAULT_SCAN_LIMIT`] by default).
+    pub fn with_scan_limit(mut self, rows: usize) -> Self {
+        self.scan_limit = rows.max(1);
+        self
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    fn get_u64(&self, key: &[u8]) -> Result<Option<u64>> {
+        self.backend.get(key)?.map(|v| be_u64(key, &v)).transpose()
+    }
+
+    fn meta(&self, height: u64) -> Result<Option<BlockMeta>> {
+        let key = cat(BLOCK, &height.to_be_bytes());
+        self.backend
+            .get(&key)?
+            .map(|v| decode_versioned(&key, &v))
+            .transpose()
+    }
+
+    fn decision(&self, index: u64) -> Result<Option<Decision>> {
+        let key = cat(DECISION, &index.to_be_bytes());
+        self.backend
+            .get(&key)?
+            .map(|v| decode_versioned(&key, &v))
+            .transpose()
+    }
+}
+
+impl<B: Backend> LedgerStore for KvLedgerStore<B> {
+    fn commit_block(&self, write: BlockWrite) -> Result<()> {
+        let _guard = self
+            .commit
+            .lock()
+            .map_err(|_| StoreError::Backend("commit lock poisoned".into()))?;
+        let tip = self.tip()?;
+        let count = self.entry_count()?;
+        let block = &write.block;
+        let height = block.header.height;
+        if tip.checked_add(1) != Some(height) || block.first_entry != count {
+            return Err(StoreError::OutOfOrder { tip, got: height });
+        }
+        let invalid = |reason: &str| StoreError::Corrupt {
+            key: format!("block write at height {height}"),
+            reason: reason.to_owned(),
+        };
+        let end = count
+            .checked_add(block.entries.len() as u64)
+            .ok_or_else(|| invalid("entry count overflows"))?;
+        if write.leaf_hashes.len() != block.entries.len() {
+            return Err(invalid("leaf hash count differs from entry count"));
+        }
+        let indexes = write.transactions.iter().map(|(_, i)| *i);
+        let indexes = indexes.chain(write.decisions.iter().map(|(i, _)| *i));
+        if indexes
+            .chain(write.releases.iter().map(|(_, i)| *i))
+            .any(|i| !(count..end).contains(&i))
+        {
+            return Err(invalid("an indexed entry lies outside the block"));
+        }
+
+        let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut put = |key: Vec<u8>, value: Vec<u8>| ops.push((key, Some(value)));
+        let meta = BlockMeta {
+            header: block.header.to_wire().encode_to_vec(),
+            certificate: block.certificate.to_wire().encode_to_vec(),
+            first_entry: count,
+            entries: end - count,
+        };
+        put(cat(BLOCK, &height.to_be_bytes()), encode_versioned(&meta)?);
+        for ((index, entry), leaf) in (count..).zip(&block.entries).zip(&write.leaf_hashes) {
+            put(
+                cat(ENTRY, &index.to_be_bytes()),
+                cat(&height.to_be_bytes(), entry),
+            );
+            put(cat(LEAF, &index.to_be_bytes()), leaf.as_bytes().to_vec());
+        }
+        for (id, index) in &write.transactions {
+            put(
+                cat(TX, id.0.as_bytes()),
+                cat(&height.to_be_bytes(), &index.to_be_bytes()),
+            );
+        }
+        for (request, index) in &write.releases {
+            put(
+                cat3(RELEASE, request.0.as_bytes(), &index.to_be_bytes()),
+                Vec::new(),
+            );
+        }
+
+        // Track whether decision times follow log order: while they do, a query's time window
+        // bounds the log range it scans.
+        let mut latest = self.get_u64(DECISION_TIME)?;
+        let mut unordered = self.backend.get(UNORDERED)?.is_some();
+        let mut decisions: Vec<&(u64, Decision)> = write.decisions.iter().collect();
+        decisions.sort_by_key(|(index, _)| *index);
+        for (index, d) in decisions {
+            let at = index.to_be_bytes();
+            let time = time_bytes(d.time);
+            put(cat(DECISION, &at), encode_versioned(d)?);
+            put(cat(REQUEST, d.request_id.0.as_bytes()), at.to_vec());
+            if let Some(patient) = d.patient {
+                put(cat3(BY_PATIENT, patient.0.as_bytes(), &at), Vec::new());
+            }
+            put(
+                cat3(BY_REQUESTER, d.requester.0.as_bytes(), &at),
+                Vec::new(),
+            );
+            put(cat3(BY_RECORD, d.record_id.0.as_bytes(), &at), Vec::new());
+            put(cat(&purpose_prefix(d.purpose), &at), Vec::new());
+            put(cat3(BY_TIME, &time, &at), Vec::new());
+            let time = u64::from_be_bytes(time);
+            unordered |= latest.is_some_and(|prev| time < prev);
+            latest = latest.max(Some(time));
+        }
+        if let Some(time) = latest {
+            put(DECISION_TIME.to_vec(), time.to_be_bytes().to_vec());
+        }
+        if unordered {
+            put(UNORDERED.to_vec(), Vec::new());
+        }
+
+        for (key, value) in &write.state_changes {
+            ops.push((cat(STATE, key), value.clone()));
+        }
+        ops.push((TIP.to_vec(), Some(height.to_be_bytes().to_vec())));
+        ops.push((ENTRIES.to_vec(), Some(end.to_be_bytes().to_vec())));
+        self.backend.apply(ops)
+    }
+
+    fn tip(&self) -> Result<u64> {
+        Ok(self.get_u64(TIP)?.unwrap_or(0))
+    }
+
+    fn entry_count(&self) -> Result<u64> {
+        Ok(self.get_u64(ENTRIES)?.unwrap_or(0))
+    }
+
+    fn block(&self, height: u64) -> Result<Option<StoredBlock>> {
+        let Some(meta) = self.meta(height)? else {
+            return Ok(None);
+        };
+        let (header, certificate) = decode_header(height, &meta)?;
+        let from = cat(ENTRY, &meta.first_entry.to_be_bytes());
+        let end = meta.first_entry.saturating_add(meta.entries);
+        let rows = self
+            .backend
+            .scan(&from, &cat(ENTRY, &end.to_be_bytes()), usize::MAX)?;
+        if rows.len() as u64 != meta.entries {
+            return Err(corrupt(
+                &cat(BLOCK, &height.to_be_bytes()),
+                "entries are missing",
+            ));
+        }
+        let entries = rows
+            .into_iter()
+            .map(|(_, v)| v.get(8..).unwrap_or_default().to_vec());
+        Ok(Some(StoredBlock {
+            header,
+            certificate,
+            first_entry: meta.first_entry,
+            entries: entries.collect(),
+        }))
+    }
+
+    fn header(&self, height: u64) -> Result<Option<(BlockHeader, CommitCertificate)>> {
+        self.meta(height)?
+            .map(|meta| decode_header(height, &meta))
+            .transpose()
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<(Vec<u8>, u64)>> {
+        let key = cat(ENTRY, &index.to_be_bytes());
+        let Some(value) = self.backend.get(&key)? else {
+            return Ok(None);
+        };
+        let height = be_u64(&key, value.get(..8).unwrap_or_default())?;
+        Ok(Some((value[8..].to_vec(), height)))
+    }
+
+    fn leaf_hashes(&self) -> Result<Vec<Hash>> {
+        let rows = self.backend.scan_prefix(LEAF)?;
+        let mut leaves = Vec::with_capacity(rows.len());
+        for (expected, (key, value)) in (0u64..).zip(rows) {
+            // A gap would silently shift every later leaf of the rebuilt tree.
+            if index_suffix(LEAF, &key)? != expected {
+                return Err(corrupt(&key, "leaf hashes have a gap"));
+            }
+            leaves.push(Hash::from_slice(&value).map_err(|e| corrupt(&key, e))?);
+        }
+        Ok(leaves)
+    }
+
+    fn state_items(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let rows = self.backend.scan_prefix(STATE)?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k[STATE.len()..].to_vec(), v))
+            .collect())
+    }
+
+    fn transaction(&self, id: &TxId) -> Result<Option<(u64, u64)>> {
+        let key = cat(TX, id.0.as_bytes());
+        let Some(value) = self.backend.get(&key)? else {
+            return Ok(None);
+        };
+        let height = be_u64(&key, value.get(..8).unwrap_or_default())?;
+        let index = be_u64(&key, value.get(8..).unwrap_or_default())?;
+        Ok(Some((height, index)))
+    }
+
+    fn decision_index(&self, request: &RequestId) -> Result<Option<u64>> {
+        self.get_u64(&cat(REQUEST, request.0.as_bytes()))
+    }
+
+    fn releases(&self, request: &RequestId) -> Result<Vec<u64>> {
+        let prefix = cat(RELEASE, request.0.as_bytes());
+        let rows = self.backend.scan_prefix(&prefix)?;
+        rows.iter()
+            .map(|(key, _)| index_suffix(&prefix, key))
+            .collect()
+    }
+
+    fn query_decisions(
+        &self,
+        filter: &AuditFilter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<AuditPage> {
+        let limit = limit.max(1);
+        let Some(mut start) = after.map_or(Some(0), |a| a.checked_add(1)) else {
+            return Ok(AuditPage::default());
+        };
+        // While decision times follow log order, the decisions at or after `from` are a log
+        // suffix (found with one time-index read) and the first one at or after `to` ends the
+        // query.
+        let time_ordered = self.backend.get(UNORDERED)?.is_none();
+        if time_ordered && let Some(from) = filter.from {
+            let rows =
+                self.backend
+                    .scan(&cat(BY_TIME, &time_bytes(from)), &prefix_end(BY_TIME), 1)?;
+            let Some((key, _)) = rows.first() else {
+                return Ok(AuditPage::default());
+            };
+            let time_prefix = key.get(..BY_TIME.len() + 8).unwrap_or_default();
+            start = start.max(index_suffix(time_prefix, key)?);
+        }
+
+        // The most selective index present; every other filter is checked on the decision.
+        let single = |prefix: &[u8], id: &[u8]| vec![cat(prefix, id)];
+        let prefixes = if let Some(record) = filter.record {
+            single(BY_RECORD, record.0.as_bytes())
+        } else if let Some(patient) = filter.patient {
+            single(BY_PATIENT, patient.0.as_bytes())
+        } else if let Some(requesters) = &filter.requesters {
+            requesters
+                .iter()
+                .map(|r| cat(BY_REQUESTER, r.0.as_bytes()))
+                .collect()
+        } else if let Some(purposes) = &filter.purposes {
+            purposes.iter().map(|p| purpose_prefix(*p)).collect()
+        } else {
+            vec![DECISION.to_vec()]
+        };
+        let carries_decision = prefixes.len() == 1 && prefixes[0] == DECISION;
+        let chunk = (SCAN_CHUNK / prefixes.len().max(1)).clamp(16, 1024);
+        let mut sources: Vec<Source> = prefixes
+            .into_iter()
+            .map(|p| Source::new(p, start, chunk))
+            .collect();
+
+        // Merge the indexes in log order. A decision has one requester and one purpose, so no
+        // two indexes name the same decision.
+        let mut heads = BinaryHeap::new();
+        for (n, source) in sources.iter_mut().enumerate() {
+            if let Some(index) = source.peek(&self.backend)? {
+                heads.push(Reverse((index, n)));
+            }
+        }
+        let mut page = AuditPage::default();
+        let mut scanned = 0;
+        let mut last = after;
+        while let Some(Reverse((index, n))) = heads.pop() {
+            if scanned == self.scan_limit {
+                // Out of budget with rows left: continue after the last row read.
+                page.next = last;
+                return Ok(page);
+            }
+            scanned += 1;
+            last = Some(index);
+            let source = &mut sources[n];
+            let (_, value) = source.buf.pop_front().unwrap_or_default();
+            let key = cat(&source.prefix, &index.to_be_bytes());
+            if let Some(next) = source.peek(&self.backend)? {
+                heads.push(Reverse((next, n)));
+            }
+            let decision = if carries_decision {
+                decode_versioned(&key, &value)?
+            } else {
+                self.decision(index)?
+                    .ok_or_else(|| corrupt(&key, "indexes a missing decision"))?
+            };
+            if time_ordered && filter.to.is_some_and(|to| decision.time >= to) {
+                break;
+            }
+            if filter.matches(&decision) {
+                page.decisions.push((index, decision));
+                if page.decisions.len() == limit {
+                    page.next = (!heads.is_empty()).then_some(index);
+                    return Ok(page);
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// One audit index (or the decisions themselves) read in log order, a chunk at a time.
+struct Source {
+    prefix: Vec<u8>,
+    /// The first key not read yet.
+    next: Vec<u8>,
+    end: Vec<u8>,
+    chunk: usize,
+    buf: VecDeque<(u64, Vec<u8>)>,
+    done: bool,
+}
+
+impl Source {
+    fn new(prefix: Vec<u8>, start: u64, chunk: usize) -> Self {
+        let next = cat(&prefix, &start.to_be_bytes());
+        let end = prefix_end(&prefix);
+        Source {
+            prefix,
+            next,
+            end,
+            chunk,
+            buf: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The log index of the next row, reading a chunk when the buffer is empty.
+    fn peek<B: Backend>(&mut self, backend: &B) -> Result<Option<u64>> {
+        if self.buf.is_empty() && !self.done {
+            let rows = backend.scan(&self.next, &self.end, self.chunk)?;
+            self.done = rows.len() < self.chunk;
+            if let Some((last, _)) = rows.last() {
+                // The smallest key after `last`.
+                self.next = cat(last, &[0]);
+            }
+            for (key, value) in rows {
+                self.buf
+                    .push_back((index_suffix(&self.prefix, &key)?, value));
+            }
+        }
+        Ok(self.buf.front().map(|(index, _)| *index))
+    }
+}
+
+fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    out
+}
+
+fn cat3(a: &[u8], b: &[u8], c: &[u8]) -> Vec<u8> {
+    let mut out = cat(a, b);
+    out.extend_from_slice(c);
+    out
+}
+
+/// The purpose index prefix; the length byte keeps one code from being a prefix of another.
+fn purpose_prefix(purpose: Purpose) -> Vec<u8> {
+    let code = purpose.code().as_bytes();
+    // Codes are at most 64 bytes, so the length fits in a byte.
+    cat3(BY_PURPOSE, &[code.len() as u8], code)
+}
+
+/// A timestamp whose big-endian bytes sort in time order.
+fn time_bytes(time: Timestamp) -> [u8; 8] {
+    ((time.0 as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The smallest key after every key that starts with `prefix`. Prefixes start with an ASCII
+/// family byte, so there is always a byte below 0xff to increment.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
+}
+
+/// The log index at the end of a `prefix ‖ index` key.
+fn index_suffix(prefix: &[u8], key: &[u8]) -> Result<u64> {
+    key.strip_prefix(prefix)
+        .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| corrupt(key, "malformed index key"))
+}
+
+fn be_u64(key: &[u8], value: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt(key, format!("expected 8 bytes, got {}", value.len())))
+}
+
+fn encode_versioned<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let body = postcard::to_stdvec(value).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(cat(&[VALUE_VERSION], &body))
+}
+
+fn decode_versioned<T: for<'de> Deserialize<'de>>(key: &[u8], value: &[u8]) -> Result<T> {
+    match value.split_first() {
+        Some((&VALUE_VERSION, body)) => postcard::from_bytes(body).map_err(|e| corrupt(key, e)),
+        _ => Err(corrupt(key, "unknown encoding version")),
+    }
+}
+
+fn decode_header(height: u64, meta: &BlockMeta) -> Result<(BlockHeader, CommitCertificate)> {
+    let key = cat(BLOCK, &height.to_be_bytes());
+    let header = pb::BlockHeader::decode(meta.header.as_slice()).map_err(|e| corrupt(&key, e))?;
+    let header = BlockHeader::try_from(&header).map_err(|e| corrupt(&key, e))?;
+    let cert =
+        pb::CommitCertificate::decode(meta.certificate.as_slice()).map_err(|e| corrupt(&key, e))?;
+    let cert = CommitCertificate::try_from(&cert).map_err(|e| corrupt(&key, e))?;
+    Ok((header, cert))
+}
+
+fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        key: describe(key),
+        reason: reason.to_string(),
+    }
+}
+
+/// A key for error messages: its family, then the rest in hex (`m` keys are all text).
+fn describe(key: &[u8]) -> String {
+    let family = match key.first() {
+        Some(b'm') => key.len(),
+        Some(b'i') => 2.min(key.len()),
+        _ => 1.min(key.len()),
+    };
+    let rest: String = key[family..].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}/{rest}", String::from_utf8_lossy(&key[..family]))
+}

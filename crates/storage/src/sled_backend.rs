@@ -1,0 +1,77 @@
+//! The durable [`Backend`]: one sled tree, each batch flushed to disk before `apply` returns.
+
+use std::path::Path;
+
+use crate::{Backend, KvLedgerStore, Result, StoreError};
+
+/// Name of the tree that holds the ledger keyspace.
+const TREE: &str = "custos-ledger";
+
+/// A sled database and the tree that holds the ledger.
+#[derive(Clone, Debug)]
+pub struct SledBackend {
+    /// Kept to flush: sled's flush covers every tree of the database.
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl SledBackend {
+    /// Opens (or creates) the database in the directory `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = sled::open(path).map_err(backend)?;
+        let tree = db.open_tree(TREE).map_err(backend)?;
+        Ok(SledBackend { db, tree })
+    }
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn rows(iter: sled::Iter, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    iter.take(limit)
+        .map(|row| row.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
+        .collect()
+}
+
+impl Backend for SledBackend {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(key).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn apply(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in ops {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        self.tree.apply_batch(batch).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        from: &[u8],
+        to_exclusive: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if from >= to_exclusive {
+            return Ok(Vec::new());
+        }
+        rows(self.tree.range(from..to_exclusive), limit)
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        rows(self.tree.scan_prefix(prefix), usize::MAX)
+    }
+}
+
+impl KvLedgerStore<SledBackend> {
+    /// Opens (or creates) a sled store in the directory `path`.
+    pub fn open_sled(path: &Path) -> Result<Self> {
+        Ok(KvLedgerStore::new(SledBackend::open(path)?))
+    }
+}

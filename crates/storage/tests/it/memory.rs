@@ -1,0 +1,3 @@
+use custos_storage::KvLedgerStore;
+
+crate::suite_tests!(|| (KvLedgerStore::in_memory(), ()));

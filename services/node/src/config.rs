@@ -1,0 +1,87 @@
+//! A node's settings, read from a TOML file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// A node's settings. Relative paths are resolved against the config file's folder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The genesis file (JSON).
+    pub genesis: PathBuf,
+    /// Folder of the node's sled store.
+    pub data_dir: PathBuf,
+    /// The validator's key file.
+    pub validator_key: PathBuf,
+    /// gRPC listen address; port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest gRPC message the node decodes, in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Time a block gathers transactions, in milliseconds.
+    #[serde(default = "default_block_interval")]
+    pub block_interval_ms: u64,
+    /// Most transactions per block.
+    #[serde(default = "default_max_block_txs")]
+    pub max_block_txs: usize,
+    /// Most pending transactions.
+    #[serde(default = "default_mempool")]
+    pub mempool_capacity: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7420))
+}
+fn default_max_message() -> usize {
+    256 * 1024
+}
+fn default_block_interval() -> u64 {
+    20
+}
+fn default_max_block_txs() -> usize {
+    2000
+}
+fn default_mempool() -> usize {
+    20_000
+}
+
+impl NodeConfig {
+    /// Settings with defaults for the given files.
+    pub fn new(genesis: PathBuf, data_dir: PathBuf, validator_key: PathBuf) -> Self {
+        NodeConfig {
+            genesis,
+            data_dir,
+            validator_key,
+            listen: default_listen(),
+            max_message_bytes: default_max_message(),
+            block_interval_ms: default_block_interval(),
+            max_block_txs: default_max_block_txs(),
+            mempool_capacity: default_mempool(),
+        }
+    }
+
+    /// Reads a TOML file; relative paths in it are relative to the file's folder.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read node config {}", path.display()))?;
+        let mut config: NodeConfig = toml::from_str(&text)
+            .with_context(|| format!("invalid node config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.genesis, &mut config.data_dir, &mut config.validator_key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The block interval.
+    pub fn block_interval(&self) -> Duration {
+        Duration::from_millis(self.block_interval_ms)
+    }
+}

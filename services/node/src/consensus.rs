@@ -1,0 +1,104 @@
+//! How blocks are ordered and certified. [`Consensus`] is the seam the BFT network plugs into;
+//! [`SoloValidator`] is the one-validator implementation used until then.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use custos_crypto::SigningKeyPair;
+use custos_ledger::CommitCertificate;
+use custos_types::Timestamp;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::core::{LedgerCore, TxOutcome};
+use crate::mempool::Mempool;
+
+/// Orders pending transactions into blocks and hands each certified block to the core.
+pub trait Consensus: Send + 'static {
+    /// Runs until `shutdown` turns true.
+    fn run(
+        self,
+        core: Arc<LedgerCore>,
+        mempool: Arc<Mempool>,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// A consortium of one validator: it proposes, signs and commits every block itself.
+pub struct SoloValidator {
+    key: SigningKeyPair,
+    block_interval: Duration,
+    max_block_txs: usize,
+}
+
+impl SoloValidator {
+    /// A solo validator signing with `key`, producing a block at most every `block_interval`
+    /// when transactions are pending.
+    pub fn new(key: SigningKeyPair, block_interval: Duration, max_block_txs: usize) -> Self {
+        SoloValidator { key, block_interval, max_block_txs }
+    }
+
+    fn produce(&self, core: &LedgerCore, mempool: &Mempool) -> anyhow::Result<()> {
+        let candidates = mempool.take(self.max_block_txs);
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let authors: Vec<_> = candidates.iter().map(|t| (t.id(), t.author())).collect();
+        let (proposed, rejected) = core.propose(candidates, Timestamp::now(), self.key.public());
+        let certificate = CommitCertificate::sign(&proposed.header, 0, &[&self.key]);
+        let height = proposed.header.height;
+        let count = proposed.transactions.len();
+        let result = core.commit(proposed, certificate);
+        let mut outcomes = Vec::new();
+        match &result {
+            Ok(()) => {
+                for (id, author) in &authors {
+                    if let Some((_, e)) = rejected.iter().find(|(r, _)| r == id) {
+                        warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "transaction refused at block {height}");
+                        outcomes.push((*id, *author, TxOutcome::Rejected(e.to_string())));
+                    } else {
+                        let index = core.store().transaction(id).ok().flatten().map_or(0, |(_, i)| i);
+                        outcomes.push((*id, *author, TxOutcome::Finalized { height, index }));
+                    }
+                }
+                info!(target: "custos::consensus", height, txs = count, "block finalized");
+            }
+            Err(e) => {
+                for (id, author) in &authors {
+                    outcomes.push((*id, *author, TxOutcome::Rejected(format!("block failed: {e}"))));
+                }
+            }
+        }
+        mempool.resolve(outcomes);
+        result
+    }
+}
+
+impl Consensus for SoloValidator {
+    async fn run(
+        self,
+        core: Arc<LedgerCore>,
+        mempool: Arc<Mempool>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            if mempool.is_empty() {
+                tokio::select! {
+                    _ = mempool.arrived() => {}
+                    _ = shutdown.changed() => continue,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            // Gather a batch for one interval, then produce.
+            tokio::time::sleep(self.block_interval).await;
+            let core2 = core.clone();
+            let mempool2 = mempool.clone();
+            let this = &self;
+            // Block execution and the durable commit run off the async workers.
+            tokio::task::block_in_place(|| this.produce(&core2, &mempool2))?;
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `custos.consent.v1.ConsentService`: parties, records and consents.
+
+use custos_consent::{ConsentState, RecordState};
+use custos_proto::consent::v1 as pb;
+use custos_proto::consent::v1::consent_service_server::ConsentService;
+use custos_proto::ledger::v1 as ledger_pb;
+use custos_types::{ConsentId, PartyId, RecordId, Role, Timestamp};
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::{NodeContext, authorize_read, field_status};
+
+/// Full method name of `ListConsents`, which a signed read must name.
+pub const LIST_CONSENTS: &str = "/custos.consent.v1.ConsentService/ListConsents";
+
+/// The consent service.
+pub struct ConsentRpc {
+    ctx: NodeContext,
+}
+
+impl ConsentRpc {
+    /// A service over `ctx`.
+    pub fn new(ctx: NodeContext) -> Self {
+        ConsentRpc { ctx }
+    }
+}
+
+/// The wire form of a consent and its status.
+pub fn consent_to_wire(id: &ConsentId, c: &ConsentState) -> pb::ConsentState {
+    pb::ConsentState {
+        consent_id: id.to_vec(),
+        consent: Some((&c.consent).into()),
+        granted_by: c.granted_by.to_vec(),
+        granted_height: c.granted.0,
+        revoked: c.revoked.is_some(),
+        revoked_height: c.revoked.map_or(0, |h| h.0),
+    }
+}
+
+fn record_to_wire(id: &RecordId, r: &RecordState) -> pb::Record {
+    pb::Record {
+        record_id: id.to_vec(),
+        owner: r.owner.to_vec(),
+        custodian: r.custodian.to_vec(),
+        category: r.category.to_string(),
+        ciphertext_digest: r.ciphertext_digest.0.to_vec(),
+        attribute_commitment: r.attribute_commitment.map_or(vec![], |h| h.0.to_vec()),
+        registered_height: r.registered.0,
+        erased: r.erased.is_some(),
+        erased_height: r.erased.map_or(0, |h| h.0),
+    }
+}
+
+#[tonic::async_trait]
+impl ConsentService for ConsentRpc {
+    async fn get_party(
+        &self,
+        request: Request<pb::GetPartyRequest>,
+    ) -> Result<Response<pb::Party>, Status> {
+        let id = PartyId::from_field(&request.into_inner().party, "party")
+            .map_err(|e| field_status(e, "get party"))?;
+        let party = self
+            .ctx
+            .core
+            .with_state(|s| s.party(&id).cloned())
+            .ok_or_else(|| Status::not_found(format!("party: {} is not registered", id.short())))?;
+        Ok(Response::new(pb::Party {
+            party: id.to_vec(),
+            role: party.role.to_wire(),
+            encryption_key: party.encryption_key.to_vec(),
+            organisation: party.organisation.as_str().to_string(),
+            registered_height: party.registered.0,
+            member: party.member,
+        }))
+    }
+
+    async fn get_record(
+        &self,
+        request: Request<pb::GetRecordRequest>,
+    ) -> Result<Response<pb::Record>, Status> {
+        let id = RecordId::from_field(&request.into_inner().record_id, "record_id")
+            .map_err(|e| field_status(e, "get record"))?;
+        let record = self
+            .ctx
+            .core
+            .with_state(|s| s.record(&id).cloned())
+            .ok_or_else(|| Status::not_found(format!("record_id: {} is not registered", id.short())))?;
+        Ok(Response::new(record_to_wire(&id, &record)))
+    }
+
+    async fn get_consent(
+        &self,
+        request: Request<pb::GetConsentRequest>,
+    ) -> Result<Response<pb::ConsentState>, Status> {
+        let id = ConsentId::from_field(&request.into_inner().consent_id, "consent_id")
+            .map_err(|e| field_status(e, "get consent"))?;
+        let consent = self
+            .ctx
+            .core
+            .with_state(|s| s.consent(&id).cloned())
+            .ok_or_else(|| Status::not_found(format!("consent_id: {} does not exist", id.short())))?;
+        Ok(Response::new(consent_to_wire(&id, &consent)))
+    }
+
+    #[instrument(name = "consent.list", skip_all)]
+    async fn list_consents(
+        &self,
+        request: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<pb::ListConsentsResponse>, Status> {
+        let (read, party) = authorize_read(&self.ctx, request.get_ref(), LIST_CONSENTS)?;
+        let query: pb::ListConsentsQuery =
+            read.query().map_err(|e| field_status(e, "list consents"))?;
+        let patient = PartyId::from_field(&query.patient, "body.query.patient")
+            .map_err(|e| field_status(e, "list consents"))?;
+        let now = Timestamp::now();
+        let allowed = read.author == patient
+            || party.role == Role::Auditor
+            || self.ctx.core.with_state(|s| s.is_delegate(&patient, &read.author, now));
+        if !allowed {
+            return Err(Status::permission_denied(format!(
+                "{} may not read the consents of patient {}: only the patient, a delegate or an auditor may",
+                read.author.short(),
+                patient.short()
+            )));
+        }
+        let consents = self.ctx.core.with_state(|s| {
+            s.consents_of(&patient)
+                .into_iter()
+                .filter(|(_, c)| {
+                    query.include_inactive
+                        || (c.revoked.is_none()
+                            && c.consent.period.expires.is_none_or(|e| now < e))
+                })
+                .map(|(id, c)| consent_to_wire(&id, c))
+                .collect()
+        });
+        Ok(Response::new(pb::ListConsentsResponse { consents }))
+    }
+
+    async fn export_fhir_consents(
+        &self,
+        _: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<pb::FhirExport>, Status> {
+        Err(Status::unimplemented(
+            "FHIR Consent export arrives with the audit and compliance capability",
+        ))
+    }
+}

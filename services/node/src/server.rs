@@ -1,0 +1,150 @@
+//! Starts a node: store, core, consensus and the gRPC server with health and reflection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use custos_crypto::{KeyFile, PartyKeys};
+use custos_proto::access::v1::access_service_server::AccessServiceServer;
+use custos_proto::audit::v1::audit_service_server::AuditServiceServer;
+use custos_proto::compute::v1::compute_service_server::ComputeServiceServer;
+use custos_proto::consent::v1::consent_service_server::ConsentServiceServer;
+use custos_proto::ledger::v1::ledger_service_server::LedgerServiceServer;
+use custos_proto::vault::v1::vault_service_server::VaultServiceServer;
+use custos_storage::KvLedgerStore;
+use custos_types::Genesis;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::NodeConfig;
+use crate::consensus::{Consensus, SoloValidator};
+use crate::core::LedgerCore;
+use crate::mempool::Mempool;
+use crate::rpc::access::AccessRpc;
+use crate::rpc::audit::AuditRpc;
+use crate::rpc::consent::ConsentRpc;
+use crate::rpc::ledger::LedgerRpc;
+use crate::rpc::unimplemented::{NoCompute, NoVault};
+use crate::rpc::NodeContext;
+
+/// A running node.
+pub struct RunningNode {
+    /// Where its gRPC server listens.
+    pub addr: SocketAddr,
+    /// Its core (for in-process use and tests).
+    pub core: Arc<LedgerCore>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<anyhow::Result<()>>,
+    consensus: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningNode {
+    /// Stops the node and waits for its tasks.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.consensus.await??;
+        self.server.await??;
+        Ok(())
+    }
+
+    /// Waits until the node stops by itself (a task failed) or forever.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        tokio::select! {
+            r = self.server => r?,
+            r = self.consensus => r?,
+        }
+    }
+}
+
+/// Reads a genesis file.
+pub fn load_genesis(path: &std::path::Path) -> anyhow::Result<Genesis> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read genesis {}", path.display()))?;
+    let genesis: Genesis = serde_json::from_str(&text)
+        .with_context(|| format!("invalid genesis {}", path.display()))?;
+    genesis.validate().map_err(|e| anyhow::anyhow!("invalid genesis {}: {e}", path.display()))?;
+    Ok(genesis)
+}
+
+/// Reads a party key file.
+pub fn load_keys(path: &std::path::Path) -> anyhow::Result<PartyKeys> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let file: KeyFile = serde_json::from_str(&text)
+        .with_context(|| format!("invalid key file {}", path.display()))?;
+    PartyKeys::from_file(&file).map_err(|e| anyhow::anyhow!("invalid key file {}: {e}", path.display()))
+}
+
+/// Starts a node as configured and returns once it listens.
+pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+    let genesis = load_genesis(&config.genesis)?;
+    let keys = load_keys(&config.validator_key)?;
+    if !genesis.validators.iter().any(|v| v.public_key.0 == keys.public()) {
+        anyhow::bail!(
+            "validator key {} is not in the genesis validator set",
+            keys.public().short()
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let store = KvLedgerStore::open_sled(&config.data_dir.join("ledger"))
+        .with_context(|| format!("cannot open store in {}", config.data_dir.display()))?;
+    let core = Arc::new(LedgerCore::open(genesis, Arc::new(store))?);
+    let mempool = Arc::new(Mempool::new(config.mempool_capacity));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let solo = SoloValidator::new(keys.identity.clone(), config.block_interval(), config.max_block_txs);
+    let consensus = tokio::spawn(solo.run(core.clone(), mempool.clone(), shutdown_rx.clone()));
+
+    let ctx = NodeContext { core: core.clone(), mempool };
+    let limit = config.max_message_bytes;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<LedgerServiceServer<LedgerRpc>>().await;
+    health.set_serving::<ConsentServiceServer<ConsentRpc>>().await;
+    health.set_serving::<AccessServiceServer<AccessRpc>>().await;
+    health.set_serving::<AuditServiceServer<AuditRpc>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(custos_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(custos_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let mut stop = shutdown_rx;
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            LedgerServiceServer::new(LedgerRpc::new(ctx.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            ConsentServiceServer::new(ConsentRpc::new(ctx.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            AccessServiceServer::new(AccessRpc::new(ctx.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            AuditServiceServer::new(AuditRpc::new(ctx.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(VaultServiceServer::new(NoVault).max_decoding_message_size(limit))
+        .add_service(ComputeServiceServer::new(NoCompute).max_decoding_message_size(limit));
+    let server = tokio::spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .context("gRPC server failed")
+    });
+    info!(target: "custos::node", %addr, "node listening");
+    Ok(RunningNode { addr, core, shutdown, server, consensus })
+}
