@@ -33,7 +33,7 @@ pub enum ClientError {
         source: tonic::transport::Error,
     },
     /// The node answered with an error status.
-    #[error("{}: {}", .0.code(), .0.message())]
+    #[error("{:?}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
     /// The node's answer did not verify.
     #[error("verification failed: {0}")]

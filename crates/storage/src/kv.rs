@@ -384,7 +384,10 @@ impl<B: Backend> LedgerStore for KvLedgerStore<B> {
             vec![DECISION.to_vec()]
         };
         let carries_decision = prefixes.len() == 1 && prefixes[0] == DECISION;
-        let chunk = (SCAN_CHUNK / prefixes.len().max(1)).clamp(16, 1024);
+        // Read no more rows than the budget allows.
+        let chunk = (SCAN_CHUNK / prefixes.len().max(1))
+            .clamp(16, 1024)
+            .min(self.scan_limit);
         let mut sources: Vec<Source> = prefixes
             .into_iter()
             .map(|p| Source::new(p, start, chunk))

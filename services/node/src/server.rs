@@ -48,11 +48,11 @@ impl RunningNode {
         Ok(())
     }
 
-    /// Waits until the node stops by itself (a task failed) or forever.
-    pub async fn wait(self) -> anyhow::Result<()> {
+    /// Waits until a task of the node stops (it failed, or the node was stopped).
+    pub async fn wait_handle(&mut self) -> anyhow::Result<()> {
         tokio::select! {
-            r = self.server => r?,
-            r = self.consensus => r?,
+            r = &mut self.server => r?,
+            r = &mut self.consensus => r?,
         }
     }
 }

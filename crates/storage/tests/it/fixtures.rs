@@ -7,39 +7,45 @@ use custos_crypto::{Hash, SecretKey, SigningKeyPair, sha256};
 use custos_ledger::{BlockHeader, CommitCertificate};
 use custos_storage::{BlockWrite, StoredBlock};
 use custos_types::{
-    AccessMode, ConsentId, Decision, DecisionReason, Height, PartyId, Purpose, RecordId,
-    RequestId, Timestamp, TxId,
+    AccessMode, ConsentId, Decision, DecisionReason, Height, PartyId, Purpose, RecordId, RequestId,
+    Timestamp, TxId,
 };
 
-pub const PURPOSES: [&str; 5] = ["TREAT", "ETREAT", "HPAYMT", "HMARKT", "HRESCH"];
-pub const MODES: [AccessMode; 3] = [AccessMode::Raw, AccessMode::Predicate, AccessMode::Aggregate];
+pub(crate) const PURPOSES: [&str; 5] = ["TREAT", "ETREAT", "HPAYMT", "HMARKT", "HRESCH"];
+pub(crate) const MODES: [AccessMode; 3] = [
+    AccessMode::Raw,
+    AccessMode::Predicate,
+    AccessMode::Aggregate,
+];
 
-pub fn key(n: u8) -> SigningKeyPair {
+pub(crate) fn key(n: u8) -> SigningKeyPair {
     SigningKeyPair::from_secret(&SecretKey::from_slice(&[n; 32]).unwrap())
 }
 
-pub fn party(n: u8) -> PartyId {
+pub(crate) fn party(n: u8) -> PartyId {
     PartyId(key(n).public())
 }
 
-pub fn purpose(n: usize) -> Purpose {
+pub(crate) fn purpose(n: usize) -> Purpose {
     Purpose::parse(PURPOSES[n % PURPOSES.len()]).unwrap()
 }
 
-pub fn record(n: u8) -> RecordId {
+pub(crate) fn record(n: u8) -> RecordId {
     RecordId(sha256(&[b'r', n]))
 }
 
-pub fn request(index: u64) -> RequestId {
-    RequestId(sha256(&[b"request".as_slice(), &index.to_be_bytes()].concat()))
+pub(crate) fn request(index: u64) -> RequestId {
+    RequestId(sha256(
+        &[b"request".as_slice(), &index.to_be_bytes()].concat(),
+    ))
 }
 
-pub fn tx(index: u64) -> TxId {
+pub(crate) fn tx(index: u64) -> TxId {
     TxId(sha256(&[b"tx".as_slice(), &index.to_be_bytes()].concat()))
 }
 
 /// What one log entry of a test block records.
-pub enum Item {
+pub(crate) enum Item {
     /// A decision; its height is set to the block's.
     Decision(Decision),
     /// A release confirmation for a request.
@@ -47,32 +53,39 @@ pub enum Item {
 }
 
 /// A chain of block writes, each following the previous one.
-pub struct Chain {
-    pub writes: Vec<BlockWrite>,
+pub(crate) struct Chain {
+    pub(crate) writes: Vec<BlockWrite>,
     validator: SigningKeyPair,
 }
 
 impl Chain {
-    pub fn new() -> Self {
-        Chain { writes: Vec::new(), validator: key(99) }
+    pub(crate) fn new() -> Self {
+        Chain {
+            writes: Vec::new(),
+            validator: key(99),
+        }
     }
 
-    pub fn next_height(&self) -> u64 {
+    pub(crate) fn next_height(&self) -> u64 {
         self.writes.len() as u64 + 1
     }
 
-    pub fn next_entry(&self) -> u64 {
-        self.writes.last().map_or(0, |w| w.block.first_entry + w.block.entries.len() as u64)
+    pub(crate) fn next_entry(&self) -> u64 {
+        self.writes
+            .last()
+            .map_or(0, |w| w.block.first_entry + w.block.entries.len() as u64)
     }
 
     /// Appends a block with one entry (and transaction) per item.
-    pub fn push(&mut self, items: Vec<Item>, state_changes: Vec<StateChange>) {
+    pub(crate) fn push(&mut self, items: Vec<Item>, state_changes: Vec<StateChange>) {
         let height = self.next_height();
         let first_entry = self.next_entry();
+        let header = self.header(height, first_entry + items.len() as u64, items.len() as u32);
+        let certificate = CommitCertificate::sign(&header, 1, &[&self.validator]);
         let mut write = BlockWrite {
             block: StoredBlock {
-                header: self.header(height, first_entry + items.len() as u64),
-                certificate: CommitCertificate::sign(&self.header(height, 0), 0, &[]),
+                header,
+                certificate,
                 first_entry,
                 entries: Vec::new(),
             },
@@ -95,32 +108,37 @@ impl Chain {
                 Item::Release(request) => write.releases.push((request, index)),
             }
         }
-        write.block.certificate = CommitCertificate::sign(&write.block.header, 1, &[&self.validator]);
         self.writes.push(write);
     }
 
-    fn header(&self, height: u64, log_size: u64) -> BlockHeader {
+    fn header(&self, height: u64, log_size: u64, tx_count: u32) -> BlockHeader {
         BlockHeader {
             chain_id: "custos-test".into(),
             height,
             time_ms: height as i64 * 1_000,
-            prev_hash: self.writes.last().map_or(Hash::ZERO, |w| w.block.header.hash()),
+            prev_hash: self
+                .writes
+                .last()
+                .map_or(Hash::ZERO, |w| w.block.header.hash()),
             log_size,
             log_root: sha256(&log_size.to_be_bytes()),
             state_root: sha256(&height.to_be_bytes()),
-            tx_count: 0,
+            tx_count,
             proposer: self.validator.public(),
             next_validators_hash: Hash([7; 32]),
         }
     }
 
     /// Every decision in log order.
-    pub fn decisions(&self) -> Vec<(u64, Decision)> {
-        self.writes.iter().flat_map(|w| w.decisions.clone()).collect()
+    pub(crate) fn decisions(&self) -> Vec<(u64, Decision)> {
+        self.writes
+            .iter()
+            .flat_map(|w| w.decisions.clone())
+            .collect()
     }
 
     /// The state after every block.
-    pub fn state(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    pub(crate) fn state(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let mut state = BTreeMap::new();
         for (key, value) in self.writes.iter().flat_map(|w| &w.state_changes) {
             match value {
@@ -134,7 +152,7 @@ impl Chain {
 
 /// A decision varied by `n`: four requesters, six records (five owned by three patients, one
 /// unknown), five purposes, three modes, grants, denials and break-glass accesses.
-pub fn decision(n: u64, time: i64) -> Decision {
+pub(crate) fn decision(n: u64, time: i64) -> Decision {
     let record_no = (n % 6) as u8;
     let reason = match n % 6 {
         0 => DecisionReason::BreakGlass,
@@ -159,7 +177,11 @@ pub fn decision(n: u64, time: i64) -> Decision {
 /// `blocks` blocks of `per_block` entries: every fourth entry confirms the release of the
 /// previous entry's request, the others are decisions at `time(height, index)`. Each entry
 /// sets a state key; every third block deletes one.
-pub fn chain_with_times(blocks: u64, per_block: u64, time: impl Fn(u64, u64) -> i64) -> Chain {
+pub(crate) fn chain_with_times(
+    blocks: u64,
+    per_block: u64,
+    time: impl Fn(u64, u64) -> i64,
+) -> Chain {
     let mut chain = Chain::new();
     for height in 1..=blocks {
         let first = chain.next_entry();
@@ -171,7 +193,10 @@ pub fn chain_with_times(blocks: u64, per_block: u64, time: impl Fn(u64, u64) -> 
             } else {
                 Item::Decision(decision(index, time(height, index)))
             });
-            changes.push((format!("k{}", index % 6).into_bytes(), Some(index.to_be_bytes().to_vec())));
+            changes.push((
+                format!("k{}", index % 6).into_bytes(),
+                Some(index.to_be_bytes().to_vec()),
+            ));
         }
         if height % 3 == 0 {
             changes.push((format!("k{}", height % 6).into_bytes(), None));
@@ -182,6 +207,6 @@ pub fn chain_with_times(blocks: u64, per_block: u64, time: impl Fn(u64, u64) -> 
 }
 
 /// A chain whose decision times are their block times.
-pub fn sample_chain(blocks: u64, per_block: u64) -> Chain {
+pub(crate) fn sample_chain(blocks: u64, per_block: u64) -> Chain {
     chain_with_times(blocks, per_block, |height, _| height as i64 * 1_000)
 }

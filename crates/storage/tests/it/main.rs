@@ -1,5 +1,8 @@
 //! The storage suite, run against every backend.
 
+// The suite's helpers run only inside tests, where a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod fixtures;
 mod memory;
 mod paging_props;
@@ -10,7 +13,7 @@ mod suite;
 /// must outlive it (a temporary directory).
 macro_rules! suite_tests {
     ($make:expr) => {
-        suite_tests!($make;
+        $crate::suite_tests!($make;
             an_empty_store_has_no_blocks_entries_or_state,
             committed_blocks_read_back_exactly,
             state_items_reflect_every_change_including_deletes,
