@@ -16,7 +16,9 @@ use custos_proto::consent::v1 as consent_pb;
 use custos_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
-use custos_types::{ChainId, Nonce, PartyId, SignedRead, SignedTransaction, Timestamp, TransactionBody, TxKind};
+use custos_types::{
+    ChainId, Nonce, PartyId, SignedRead, SignedTransaction, Timestamp, TransactionBody, TxKind,
+};
 use tonic::transport::Channel;
 
 pub use verify::{VerifiedEntry, VerifyError};
@@ -60,7 +62,10 @@ impl Client {
             .map_err(|e| ClientError::Malformed(format!("endpoint `{endpoint}`: {e}")))?
             .connect()
             .await
-            .map_err(|source| ClientError::Connect { endpoint: endpoint.to_string(), source })?;
+            .map_err(|source| ClientError::Connect {
+                endpoint: endpoint.to_string(),
+                source,
+            })?;
         let status = LedgerServiceClient::new(channel.clone())
             .get_status(ledger_pb::GetStatusRequest {})
             .await?
@@ -97,23 +102,37 @@ impl Client {
 
     /// The chain's status.
     pub async fn status(&self) -> Result<ledger_pb::ChainStatus> {
-        Ok(self.ledger().get_status(ledger_pb::GetStatusRequest {}).await?.into_inner())
+        Ok(self
+            .ledger()
+            .get_status(ledger_pb::GetStatusRequest {})
+            .await?
+            .into_inner())
     }
 
     /// Signs `kind` with `keys` at the author's next nonce.
     pub async fn sign(&self, keys: &PartyKeys, kind: TxKind) -> Result<SignedTransaction> {
         let next = self
             .ledger()
-            .get_nonce(ledger_pb::GetNonceRequest { author: keys.public().as_bytes().to_vec() })
+            .get_nonce(ledger_pb::GetNonceRequest {
+                author: keys.public().as_bytes().to_vec(),
+            })
             .await?
             .into_inner()
             .next_nonce;
-        let body = TransactionBody { chain_id: self.chain_id.clone(), nonce: Nonce(next), kind };
+        let body = TransactionBody {
+            chain_id: self.chain_id.clone(),
+            nonce: Nonce(next),
+            kind,
+        };
         Ok(SignedTransaction::sign(&body, &keys.identity))
     }
 
     /// Signs and submits `kind`, waiting until it is finalized.
-    pub async fn submit(&self, keys: &PartyKeys, kind: TxKind) -> Result<ledger_pb::SubmitResponse> {
+    pub async fn submit(
+        &self,
+        keys: &PartyKeys,
+        kind: TxKind,
+    ) -> Result<ledger_pb::SubmitResponse> {
         let tx = self.sign(keys, kind).await?;
         self.submit_signed(&tx, true).await
     }
@@ -126,7 +145,10 @@ impl Client {
     ) -> Result<ledger_pb::SubmitResponse> {
         Ok(self
             .ledger()
-            .submit(ledger_pb::SubmitRequest { transaction: Some(tx.to_wire()), wait })
+            .submit(ledger_pb::SubmitRequest {
+                transaction: Some(tx.to_wire()),
+                wait,
+            })
             .await?
             .into_inner())
     }
@@ -138,7 +160,11 @@ impl Client {
         request: custos_types::tx::RequestAccess,
     ) -> Result<access_pb::DecisionResponse> {
         let tx = self.sign(keys, TxKind::RequestAccess(request)).await?;
-        Ok(self.access().request_access(tx.to_wire()).await?.into_inner())
+        Ok(self
+            .access()
+            .request_access(tx.to_wire())
+            .await?
+            .into_inner())
     }
 
     /// A signed read of `method` with `query`.
@@ -148,7 +174,13 @@ impl Client {
         method: &str,
         query: &impl prost::Message,
     ) -> ledger_pb::SignedRead {
-        SignedRead::sign(&self.chain_id, method, Timestamp::now(), query, &keys.identity)
+        SignedRead::sign(
+            &self.chain_id,
+            method,
+            Timestamp::now(),
+            query,
+            &keys.identity,
+        )
     }
 
     /// A patient's consents.
@@ -158,9 +190,21 @@ impl Client {
         patient: PartyId,
         include_inactive: bool,
     ) -> Result<Vec<consent_pb::ConsentState>> {
-        let query = consent_pb::ListConsentsQuery { patient: patient.to_vec(), include_inactive };
-        let read = self.signed_read(keys, "/custos.consent.v1.ConsentService/ListConsents", &query);
-        Ok(self.consent().list_consents(read).await?.into_inner().consents)
+        let query = consent_pb::ListConsentsQuery {
+            patient: patient.to_vec(),
+            include_inactive,
+        };
+        let read = self.signed_read(
+            keys,
+            "/custos.consent.v1.ConsentService/ListConsents",
+            &query,
+        );
+        Ok(self
+            .consent()
+            .list_consents(read)
+            .await?
+            .into_inner()
+            .consents)
     }
 
     /// One page of the access log.

@@ -38,7 +38,14 @@ pub enum VerifyError {
 /// The validator set a genesis file names.
 pub fn genesis_validators(genesis: &Genesis) -> Result<ValidatorSet, VerifyError> {
     ValidatorSet::new(
-        genesis.validators.iter().map(|v| Validator { key: v.public_key.0, power: v.power }).collect(),
+        genesis
+            .validators
+            .iter()
+            .map(|v| Validator {
+                key: v.public_key.0,
+                power: v.power,
+            })
+            .collect(),
     )
     .map_err(|e| VerifyError::Genesis(e.to_string()))
 }
@@ -49,9 +56,17 @@ pub fn verify_signed_header(
     trusted: &ValidatorSet,
     signed: &ledger_pb::SignedHeader,
 ) -> Result<BlockHeader, VerifyError> {
-    let header = BlockHeader::try_from(signed.header.as_ref().ok_or(VerifyError::Missing("header"))?)?;
+    let header = BlockHeader::try_from(
+        signed
+            .header
+            .as_ref()
+            .ok_or(VerifyError::Missing("header"))?,
+    )?;
     let cert = CommitCertificate::try_from(
-        signed.certificate.as_ref().ok_or(VerifyError::Missing("certificate"))?,
+        signed
+            .certificate
+            .as_ref()
+            .ok_or(VerifyError::Missing("certificate"))?,
     )?;
     // The set a node sends is informational only; the trusted set decides.
     if let Some(sent) = &signed.validator_set {
@@ -60,7 +75,12 @@ pub fn verify_signed_header(
             return Err(VerifyError::ValidatorSet);
         }
     }
-    custos_ledger::verify::verify_signed_header(genesis.chain_id.as_str(), &header, &cert, trusted)?;
+    custos_ledger::verify::verify_signed_header(
+        genesis.chain_id.as_str(),
+        &header,
+        &cert,
+        trusted,
+    )?;
     Ok(header)
 }
 
@@ -82,11 +102,23 @@ pub fn verify_proven_entry(
     trusted: &ValidatorSet,
     proven: &access_pb::ProvenEntry,
 ) -> Result<VerifiedEntry, VerifyError> {
-    let header =
-        verify_signed_header(genesis, trusted, proven.header.as_ref().ok_or(VerifyError::Missing("header"))?)?;
-    let proof = proven.proof.as_ref().ok_or(VerifyError::Missing("inclusion proof"))?;
+    let header = verify_signed_header(
+        genesis,
+        trusted,
+        proven
+            .header
+            .as_ref()
+            .ok_or(VerifyError::Missing("header"))?,
+    )?;
+    let proof = proven
+        .proof
+        .as_ref()
+        .ok_or(VerifyError::Missing("inclusion proof"))?;
     if proof.tree_size != header.log_size {
-        return Err(VerifyError::TreeSize { proof: proof.tree_size, header: header.log_size });
+        return Err(VerifyError::TreeSize {
+            proof: proof.tree_size,
+            header: header.log_size,
+        });
     }
     if proof.leaf_index != proven.index {
         return Err(VerifyError::Missing("matching leaf index"));
@@ -99,7 +131,11 @@ pub fn verify_proven_entry(
         .map_err(|_| VerifyError::Missing("32-byte proof hashes"))?;
     custos_ledger::verify::verify_entry_inclusion(&proven.entry, proven.index, &path, &header)?;
     let entry = LedgerEntry::from_bytes(&proven.entry)?;
-    Ok(VerifiedEntry { index: proven.index, entry, header })
+    Ok(VerifiedEntry {
+        index: proven.index,
+        entry,
+        header,
+    })
 }
 
 /// Checks a full run of signed headers from height 1 against the trusted set.
@@ -110,10 +146,17 @@ pub fn verify_header_chain(
 ) -> Result<Vec<BlockHeader>, VerifyError> {
     let mut pairs = Vec::with_capacity(headers.len());
     for signed in headers {
-        let header =
-            BlockHeader::try_from(signed.header.as_ref().ok_or(VerifyError::Missing("header"))?)?;
+        let header = BlockHeader::try_from(
+            signed
+                .header
+                .as_ref()
+                .ok_or(VerifyError::Missing("header"))?,
+        )?;
         let cert = CommitCertificate::try_from(
-            signed.certificate.as_ref().ok_or(VerifyError::Missing("certificate"))?,
+            signed
+                .certificate
+                .as_ref()
+                .ok_or(VerifyError::Missing("certificate"))?,
         )?;
         pairs.push((header, cert));
     }

@@ -87,7 +87,9 @@ pub enum TxError {
     #[error("not authorized: {0}")]
     NotAuthorized(String),
     /// Governance co-signatures fall short.
-    #[error("governance needs signatures of at least {needed} of {members} member organisations, got {got}")]
+    #[error(
+        "governance needs signatures of at least {needed} of {members} member organisations, got {got}"
+    )]
     InsufficientGovernance {
         /// Signatures needed.
         needed: usize,

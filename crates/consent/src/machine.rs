@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 
 use custos_crypto::Hash;
-use custos_types::tx::{ConfirmRelease, EraseRecord, Governance, RegisterDelegate, RegisterParty, RegisterRecord, RequestAccess};
+use custos_types::tx::{
+    ConfirmRelease, EraseRecord, Governance, RegisterDelegate, RegisterParty, RegisterRecord,
+    RequestAccess,
+};
 use custos_types::{
     ChainId, Consent, ConsentId, Decision, DecisionReason, EntryKind, FieldError, Genesis, Height,
     Parameters, PartyId, RecordId, RequestId, Role, SignedTransaction, Timestamp, TxKind,
@@ -60,7 +63,10 @@ impl StateMachine {
         }
         // Genesis items are part of the initial state, not a change of block 1.
         let _ = kv.take_changes();
-        Ok(StateMachine { chain_id: genesis.chain_id.clone(), kv })
+        Ok(StateMachine {
+            chain_id: genesis.chain_id.clone(),
+            kv,
+        })
     }
 
     /// Rebuilds the machine from stored items.
@@ -68,7 +74,10 @@ impl StateMachine {
         chain_id: ChainId,
         items: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<Self, StateDecodeError> {
-        Ok(StateMachine { chain_id, kv: Kv::from_items(items)? })
+        Ok(StateMachine {
+            chain_id,
+            kv: Kv::from_items(items)?,
+        })
     }
 
     /// The chain.
@@ -226,17 +235,29 @@ impl StateMachine {
         let expected = self.next_nonce(&author);
         let got = body.nonce.0;
         if got < expected {
-            return Err(TxError::ReplayedNonce { author: author.short(), expected, got });
+            return Err(TxError::ReplayedNonce {
+                author: author.short(),
+                expected,
+                got,
+            });
         }
         if got > expected {
-            return Err(TxError::FutureNonce { author: author.short(), expected, got });
+            return Err(TxError::FutureNonce {
+                author: author.short(),
+                expected,
+                got,
+            });
         }
         let author_state = self.party(&author);
         if author_state.is_none() && !matches!(body.kind, TxKind::RegisterParty(_)) {
             return Err(TxError::UnknownAuthor(author));
         }
-        let mut plan = Plan { writes: vec![], decision: None };
-        plan.writes.push((StateKey::Nonce(author), StateValue::Nonce(expected + 1)));
+        let mut plan = Plan {
+            writes: vec![],
+            decision: None,
+        };
+        plan.writes
+            .push((StateKey::Nonce(author), StateValue::Nonce(expected + 1)));
         match &body.kind {
             TxKind::RegisterParty(p) => self.plan_register_party(tx, p, ctx, &mut plan)?,
             TxKind::RegisterRecord(r) => self.plan_register_record(author, r, ctx, &mut plan)?,
@@ -257,7 +278,11 @@ impl StateMachine {
         // At least 2/3 of the member organisations: 3·got ≥ 2·members.
         let needed = (2 * members.len()).div_ceil(3).max(1);
         if got < needed {
-            return Err(TxError::InsufficientGovernance { needed, members: members.len(), got });
+            return Err(TxError::InsufficientGovernance {
+                needed,
+                members: members.len(),
+                got,
+            });
         }
         Ok(())
     }
@@ -305,7 +330,11 @@ impl StateMachine {
         ctx: BlockContext,
         plan: &mut Plan,
     ) -> Result<(), TxError> {
-        self.require_role(author, &[Role::Custodian], "only a custodian registers records")?;
+        self.require_role(
+            author,
+            &[Role::Custodian],
+            "only a custodian registers records",
+        )?;
         match self.party(&r.owner) {
             Some(p) if p.role == Role::Patient => {}
             Some(_) => {
@@ -314,7 +343,12 @@ impl StateMachine {
                     reason: "the owner must be a patient".into(),
                 });
             }
-            None => return Err(TxError::UnknownParty { field: "register_record.owner", party: r.owner }),
+            None => {
+                return Err(TxError::UnknownParty {
+                    field: "register_record.owner",
+                    party: r.owner,
+                });
+            }
         }
         if self.record(&r.record_id).is_some() {
             return Err(TxError::RecordExists(r.record_id));
@@ -337,7 +371,11 @@ impl StateMachine {
     fn require_role(&self, who: PartyId, roles: &[Role], why: &str) -> Result<(), TxError> {
         match self.party(&who) {
             Some(p) if roles.contains(&p.role) => Ok(()),
-            Some(p) => Err(TxError::NotAuthorized(format!("{why}; {} is a {}", who.short(), p.role))),
+            Some(p) => Err(TxError::NotAuthorized(format!(
+                "{why}; {} is a {}",
+                who.short(),
+                p.role
+            ))),
             None => Err(TxError::UnknownAuthor(who)),
         }
     }
@@ -383,7 +421,10 @@ impl StateMachine {
         }
         self.require_patient_or_delegate(tx.author(), c.patient, ctx.time)?;
         if self.party(&c.grantee).is_none() {
-            return Err(TxError::UnknownParty { field: "grant_consent.consent.grantee", party: c.grantee });
+            return Err(TxError::UnknownParty {
+                field: "grant_consent.consent.grantee",
+                party: c.grantee,
+            });
         }
         if let custos_types::Scope::Some { records, .. } = &c.scope {
             for id in records {
@@ -409,7 +450,8 @@ impl StateMachine {
                 revoked: None,
             }),
         ));
-        plan.writes.push((StateKey::PatientConsent(c.patient, id), StateValue::Marker));
+        plan.writes
+            .push((StateKey::PatientConsent(c.patient, id), StateValue::Marker));
         Ok(())
     }
 
@@ -427,7 +469,8 @@ impl StateMachine {
         }
         let mut next = state.clone();
         next.revoked = Some(ctx.height);
-        plan.writes.push((StateKey::Consent(*id), StateValue::Consent(next)));
+        plan.writes
+            .push((StateKey::Consent(*id), StateValue::Consent(next)));
         Ok(())
     }
 
@@ -438,7 +481,11 @@ impl StateMachine {
         ctx: BlockContext,
         plan: &mut Plan,
     ) -> Result<(), TxError> {
-        self.require_role(author, &[Role::Patient], "only a patient registers delegates")?;
+        self.require_role(
+            author,
+            &[Role::Patient],
+            "only a patient registers delegates",
+        )?;
         if d.delegate == author {
             return Err(TxError::Invalid {
                 field: "register_delegate.delegate",
@@ -446,15 +493,22 @@ impl StateMachine {
             });
         }
         if self.party(&d.delegate).is_none() {
-            return Err(TxError::UnknownParty { field: "register_delegate.delegate", party: d.delegate });
+            return Err(TxError::UnknownParty {
+                field: "register_delegate.delegate",
+                party: d.delegate,
+            });
         }
-        if let Some(expires) = d.expires {
-            if expires <= ctx.time && !d.revoke {
-                return Err(TxError::Invalid {
-                    field: "register_delegate.expires_ms",
-                    reason: format!("expiry {} is not after the block time {}", expires.0, ctx.time.0),
-                });
-            }
+        if let Some(expires) = d.expires
+            && expires <= ctx.time
+            && !d.revoke
+        {
+            return Err(TxError::Invalid {
+                field: "register_delegate.expires_ms",
+                reason: format!(
+                    "expiry {} is not after the block time {}",
+                    expires.0, ctx.time.0
+                ),
+            });
         }
         let key = StateKey::Delegate(author, d.delegate);
         if d.revoke {
@@ -467,12 +521,18 @@ impl StateMachine {
             }
             plan.writes.push((
                 key,
-                StateValue::Delegate(DelegateState { expires: Some(ctx.time), registered: ctx.height }),
+                StateValue::Delegate(DelegateState {
+                    expires: Some(ctx.time),
+                    registered: ctx.height,
+                }),
             ));
         } else {
             plan.writes.push((
                 key,
-                StateValue::Delegate(DelegateState { expires: d.expires, registered: ctx.height }),
+                StateValue::Delegate(DelegateState {
+                    expires: d.expires,
+                    registered: ctx.height,
+                }),
             ));
         }
         Ok(())
@@ -534,7 +594,10 @@ impl StateMachine {
             return (DecisionReason::Owner, None);
         }
         let role = self.party(&requester).map(|p| p.role);
-        if matches!(role, Some(Role::Auditor) | Some(Role::ValidatorOperator) | None) {
+        if matches!(
+            role,
+            Some(Role::Auditor) | Some(Role::ValidatorOperator) | None
+        ) {
             return (DecisionReason::NotAuthorized, None);
         }
         // Each failing consent gets the index of the first check it fails; later is closer.
@@ -590,14 +653,18 @@ impl StateMachine {
         c: &ConfirmRelease,
         plan: &mut Plan,
     ) -> Result<(), TxError> {
-        let request = self.request(&c.request_id).ok_or(TxError::UnknownRequest(c.request_id))?;
+        let request = self
+            .request(&c.request_id)
+            .ok_or(TxError::UnknownRequest(c.request_id))?;
         if !request.granted {
             return Err(TxError::NotAuthorized(format!(
                 "request {} was denied: nothing may be released",
                 c.request_id.short()
             )));
         }
-        let record = self.record(&request.record_id).ok_or(TxError::UnknownRecord(request.record_id))?;
+        let record = self
+            .record(&request.record_id)
+            .ok_or(TxError::UnknownRecord(request.record_id))?;
         if record.custodian != author {
             return Err(TxError::NotAuthorized(
                 "only the record's custodian confirms a release".into(),
@@ -611,7 +678,8 @@ impl StateMachine {
         }
         let mut next = request.clone();
         next.released = Some(c.release_digest);
-        plan.writes.push((StateKey::Request(c.request_id), StateValue::Request(next)));
+        plan.writes
+            .push((StateKey::Request(c.request_id), StateValue::Request(next)));
         Ok(())
     }
 
@@ -622,7 +690,9 @@ impl StateMachine {
         ctx: BlockContext,
         plan: &mut Plan,
     ) -> Result<(), TxError> {
-        let record = self.record(&e.record_id).ok_or(TxError::UnknownRecord(e.record_id))?;
+        let record = self
+            .record(&e.record_id)
+            .ok_or(TxError::UnknownRecord(e.record_id))?;
         if record.erased.is_some() {
             return Err(TxError::RecordErased(e.record_id));
         }
@@ -640,7 +710,8 @@ impl StateMachine {
         }
         let mut next = record.clone();
         next.erased = Some(ctx.height);
-        plan.writes.push((StateKey::Record(e.record_id), StateValue::Record(next)));
+        plan.writes
+            .push((StateKey::Record(e.record_id), StateValue::Record(next)));
         Ok(())
     }
 

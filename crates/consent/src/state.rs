@@ -7,8 +7,7 @@ use custos_crypto::{Hash, sha256_parts};
 use custos_ledger::merkle;
 use custos_types::model::Organisation;
 use custos_types::{
-    Category, Consent, ConsentId, Height, Parameters, PartyId, RecordId, RequestId, Role,
-    Timestamp,
+    Category, Consent, ConsentId, Height, Parameters, PartyId, RecordId, RequestId, Role, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -145,7 +144,9 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StateDecodeEr
         Some((&STATE_ENCODING_VERSION, rest)) => {
             postcard::from_bytes(rest).map_err(|e| StateDecodeError(e.to_string()))
         }
-        Some((v, _)) => Err(StateDecodeError(format!("unknown state encoding version {v}"))),
+        Some((v, _)) => Err(StateDecodeError(format!(
+            "unknown state encoding version {v}"
+        ))),
         None => Err(StateDecodeError("empty item".into())),
     }
 }
@@ -280,6 +281,9 @@ impl Kv {
 
     /// Every item, encoded (for snapshots and tests).
     pub fn items(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.map.iter().map(|(k, v)| (k.to_bytes(), v.to_bytes())).collect()
+        self.map
+            .iter()
+            .map(|(k, v)| (k.to_bytes(), v.to_bytes()))
+            .collect()
     }
 }

@@ -31,7 +31,9 @@ impl Hash {
 
     /// Parses exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, HashParseError> {
-        let array: [u8; 32] = bytes.try_into().map_err(|_| HashParseError::Length(bytes.len()))?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| HashParseError::Length(bytes.len()))?;
         Ok(Hash(array))
     }
 
@@ -99,7 +101,10 @@ mod tests {
 
     #[test]
     fn hash_parsing_rejects_wrong_lengths_and_non_hex() {
-        assert_eq!(Hash::from_slice(&[0u8; 31]), Err(HashParseError::Length(31)));
+        assert_eq!(
+            Hash::from_slice(&[0u8; 31]),
+            Err(HashParseError::Length(31))
+        );
         assert!(matches!(Hash::from_hex("zz"), Err(HashParseError::Hex(_))));
         let h = sha256(b"x");
         assert_eq!(Hash::from_hex(&h.to_hex()), Ok(h));

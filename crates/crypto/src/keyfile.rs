@@ -27,7 +27,10 @@ impl PartyKeys {
         rng.fill_bytes(&mut seed);
         let encryption_secret = x25519_dalek::StaticSecret::from(seed);
         seed.zeroize();
-        PartyKeys { identity, encryption_secret }
+        PartyKeys {
+            identity,
+            encryption_secret,
+        }
     }
 
     /// The X25519 public key data keys are wrapped to.
@@ -65,14 +68,21 @@ impl PartyKeys {
         let identity = SigningKeyPair::from_secret(&SecretKey::from_slice(&secret)?);
         secret.zeroize();
         if identity.public().to_hex() != file.public_key {
-            return Err(KeyError::PublicKey("public_key does not match secret_key".into()));
+            return Err(KeyError::PublicKey(
+                "public_key does not match secret_key".into(),
+            ));
         }
         let mut enc = hex::decode(&file.encryption_secret_key)
             .map_err(|_| KeyError::SecretKeyLength(file.encryption_secret_key.len() / 2))?;
-        let enc_array: [u8; 32] =
-            enc.as_slice().try_into().map_err(|_| KeyError::SecretKeyLength(enc.len()))?;
+        let enc_array: [u8; 32] = enc
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::SecretKeyLength(enc.len()))?;
         enc.zeroize();
-        let keys = PartyKeys { identity, encryption_secret: x25519_dalek::StaticSecret::from(enc_array) };
+        let keys = PartyKeys {
+            identity,
+            encryption_secret: x25519_dalek::StaticSecret::from(enc_array),
+        };
         if hex::encode(keys.encryption_public()) != file.encryption_public_key {
             return Err(KeyError::PublicKey(
                 "encryption_public_key does not match encryption_secret_key".into(),

@@ -68,7 +68,8 @@ impl PublicKey {
         let key = VerifyingKey::from_bytes(&self.0)
             .map_err(|_| KeyError::PublicKey("not a point on Ed25519".into()))?;
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify_strict(message, &sig).map_err(|_| KeyError::BadSignature)
+        key.verify_strict(message, &sig)
+            .map_err(|_| KeyError::BadSignature)
     }
 }
 
@@ -91,8 +92,9 @@ pub struct Signature([u8; 64]);
 impl Signature {
     /// Parses 64 bytes (validity is checked by [`PublicKey::verify`]).
     pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
-        let array: [u8; 64] =
-            bytes.try_into().map_err(|_| KeyError::SignatureLength(bytes.len()))?;
+        let array: [u8; 64] = bytes
+            .try_into()
+            .map_err(|_| KeyError::SignatureLength(bytes.len()))?;
         Ok(Signature(array))
     }
 
@@ -115,8 +117,9 @@ pub struct SecretKey([u8; 32]);
 impl SecretKey {
     /// Parses a 32-byte seed.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyError> {
-        let array: [u8; 32] =
-            bytes.try_into().map_err(|_| KeyError::SecretKeyLength(bytes.len()))?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| KeyError::SecretKeyLength(bytes.len()))?;
         Ok(SecretKey(array))
     }
 
@@ -191,8 +194,14 @@ mod tests {
         let (a, b) = (pair(1), pair(2));
         let sig = a.sign(b"body");
         assert_eq!(a.public().verify(b"body", &sig), Ok(()));
-        assert_eq!(a.public().verify(b"bodY", &sig), Err(KeyError::BadSignature));
-        assert_eq!(b.public().verify(b"body", &sig), Err(KeyError::BadSignature));
+        assert_eq!(
+            a.public().verify(b"bodY", &sig),
+            Err(KeyError::BadSignature)
+        );
+        assert_eq!(
+            b.public().verify(b"body", &sig),
+            Err(KeyError::BadSignature)
+        );
     }
 
     #[test]

@@ -43,10 +43,16 @@ impl ValidatorSet {
         let mut total: u64 = 0;
         for (i, v) in validators.iter().enumerate() {
             if v.power == 0 {
-                return Err(LedgerError::ValidatorSet(format!("validator {} has no power", v.key.short())));
+                return Err(LedgerError::ValidatorSet(format!(
+                    "validator {} has no power",
+                    v.key.short()
+                )));
             }
             if i > 0 && validators[i - 1].key == v.key {
-                return Err(LedgerError::ValidatorSet(format!("duplicate validator {}", v.key.short())));
+                return Err(LedgerError::ValidatorSet(format!(
+                    "duplicate validator {}",
+                    v.key.short()
+                )));
             }
             total = total
                 .checked_add(v.power)
@@ -67,7 +73,10 @@ impl ValidatorSet {
 
     /// A validator's power, if it is in the set.
     pub fn power_of(&self, key: &PublicKey) -> Option<u64> {
-        self.validators.binary_search_by_key(key, |v| v.key).ok().map(|i| self.validators[i].power)
+        self.validators
+            .binary_search_by_key(key, |v| v.key)
+            .ok()
+            .map(|i| self.validators[i].power)
     }
 
     /// SHA-256 over `"custos/valset/v1"` and each validator's key and big-endian power.
@@ -150,7 +159,10 @@ impl CommitCertificate {
             height: header.height,
             round,
             header_hash: hash,
-            signatures: signers.iter().map(|k| (k.public(), k.sign(&message))).collect(),
+            signatures: signers
+                .iter()
+                .map(|k| (k.public(), k.sign(&message)))
+                .collect(),
         }
     }
 
@@ -181,7 +193,10 @@ impl CommitCertificate {
                 LedgerError::Certificate(format!("signer {} is not a validator", key.short()))
             })?;
             if !seen.insert(*key) {
-                return Err(LedgerError::Certificate(format!("{} signed twice", key.short())));
+                return Err(LedgerError::Certificate(format!(
+                    "{} signed twice",
+                    key.short()
+                )));
             }
             key.verify(&message, sig).map_err(|_| {
                 LedgerError::Certificate(format!("signature of {} does not verify", key.short()))

@@ -88,7 +88,10 @@ impl BlockHeader {
 }
 
 fn hash_field(bytes: &[u8], field: &'static str) -> Result<Hash, LedgerError> {
-    Hash::from_slice(bytes).map_err(|e| LedgerError::Field { field, reason: e.to_string() })
+    Hash::from_slice(bytes).map_err(|e| LedgerError::Field {
+        field,
+        reason: e.to_string(),
+    })
 }
 
 impl TryFrom<&pb::BlockHeader> for BlockHeader {

@@ -347,7 +347,9 @@ impl MerkleTree {
 
     /// Drops every leaf from index `len` on (undoes a proposed block that was not committed).
     pub fn truncate(&mut self, len: u64) {
-        let Ok(len) = usize::try_from(len) else { return };
+        let Ok(len) = usize::try_from(len) else {
+            return;
+        };
         for (k, row) in self.levels.iter_mut().enumerate() {
             // Level k keeps the complete subtrees that lie entirely below `len`.
             row.truncate(len.checked_shr(k as u32).unwrap_or(0));

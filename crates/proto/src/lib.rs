@@ -7,7 +7,8 @@
 
 /// The encoded `FileDescriptorSet` of every Custos proto file, for gRPC server reflection and for
 /// generic (reflection-based) encoders.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/custos_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/custos_descriptor.bin"));
 
 /// Ledger area: envelopes, transactions, blocks, headers, certificates and proofs.
 pub mod ledger {

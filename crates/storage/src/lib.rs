@@ -104,9 +104,15 @@ impl AuditFilter {
     /// Whether `decision` passes every filter.
     pub fn matches(&self, d: &Decision) -> bool {
         self.patient.is_none_or(|p| d.patient == Some(p))
-            && self.requesters.as_ref().is_none_or(|r| r.contains(&d.requester))
+            && self
+                .requesters
+                .as_ref()
+                .is_none_or(|r| r.contains(&d.requester))
             && self.record.is_none_or(|r| d.record_id == r)
-            && self.purposes.as_ref().is_none_or(|p| p.contains(&d.purpose))
+            && self
+                .purposes
+                .as_ref()
+                .is_none_or(|p| p.contains(&d.purpose))
             && self.mode.is_none_or(|m| d.mode == m)
             && self.granted.is_none_or(|g| d.granted() == g)
             && (!self.break_glass_only || d.break_glass)

@@ -47,7 +47,10 @@ pub enum DecisionReason {
 impl DecisionReason {
     /// Whether this reason grants access.
     pub fn is_grant(self) -> bool {
-        matches!(self, DecisionReason::Consent | DecisionReason::Owner | DecisionReason::BreakGlass)
+        matches!(
+            self,
+            DecisionReason::Consent | DecisionReason::Owner | DecisionReason::BreakGlass
+        )
     }
 
     /// The snake_case code, e.g. `no_consent`.
@@ -180,7 +183,10 @@ impl TryFrom<pb::AccessDecision> for Decision {
     fn try_from(w: pb::AccessDecision) -> Result<Self, FieldError> {
         let reason = DecisionReason::from_wire(w.reason, "reason")?;
         if reason.is_grant() != w.granted {
-            return Err(FieldError::new("granted", format!("contradicts reason {reason}")));
+            return Err(FieldError::new(
+                "granted",
+                format!("contradicts reason {reason}"),
+            ));
         }
         Ok(Decision {
             request_id: RequestId::from_field(&w.request_id, "request_id")?,

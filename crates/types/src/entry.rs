@@ -14,6 +14,8 @@ use crate::tx::SignedTransaction;
 pub const MAX_ENTRY_BYTES: usize = 128 * 1024;
 
 /// What a log entry holds.
+// Entries are built once per transaction and serialized at once; boxing buys nothing here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum EntryKind {
     /// A transaction as its author signed it.
@@ -43,13 +45,20 @@ impl LedgerEntry {
             EntryKind::Transaction(tx) => pb::ledger_entry::Kind::Transaction(tx.to_wire()),
             EntryKind::Decision(d) => pb::ledger_entry::Kind::Decision(d.into()),
         };
-        pb::LedgerEntry { version: ENCODING_VERSION, height: self.height.0, kind: Some(kind) }
+        pb::LedgerEntry {
+            version: ENCODING_VERSION,
+            height: self.height.0,
+            kind: Some(kind),
+        }
     }
 
     /// Decodes and validates serialized entry bytes (transaction signatures included).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FieldError> {
         if bytes.len() > MAX_ENTRY_BYTES {
-            return Err(FieldError::new("entry", format!("entry of {} bytes is too large", bytes.len())));
+            return Err(FieldError::new(
+                "entry",
+                format!("entry of {} bytes is too large", bytes.len()),
+            ));
         }
         let wire = pb::LedgerEntry::decode(bytes)
             .map_err(|e| FieldError::new("entry", format!("not a LedgerEntry: {e}")))?;
@@ -60,14 +69,17 @@ impl LedgerEntry {
             ));
         }
         let kind = match required(wire.kind, "entry.kind")? {
-            pb::ledger_entry::Kind::Transaction(tx) => {
-                EntryKind::Transaction(SignedTransaction::from_wire(tx).within("entry.transaction")?)
-            }
+            pb::ledger_entry::Kind::Transaction(tx) => EntryKind::Transaction(
+                SignedTransaction::from_wire(tx).within("entry.transaction")?,
+            ),
             pb::ledger_entry::Kind::Decision(d) => {
                 EntryKind::Decision(Decision::try_from(d).within("entry.decision")?)
             }
         };
-        Ok(LedgerEntry { height: Height(wire.height), kind })
+        Ok(LedgerEntry {
+            height: Height(wire.height),
+            kind,
+        })
     }
 
     /// The RFC 6962 leaf hash of this entry's bytes.

@@ -14,7 +14,10 @@ pub struct FieldError {
 impl FieldError {
     /// A refusal of `field` for `reason`.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The same error under a parent path: `parent.field`.

@@ -21,7 +21,9 @@ pub mod hex_key {
     /// Reads a party id from hex.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PartyId, D::Error> {
         let text = String::deserialize(d)?;
-        PublicKey::from_hex(&text).map(PartyId).map_err(D::Error::custom)
+        PublicKey::from_hex(&text)
+            .map(PartyId)
+            .map_err(D::Error::custom)
     }
 }
 
@@ -38,7 +40,9 @@ pub mod hex32 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(d)?;
         let bytes = hex::decode(text.trim()).map_err(D::Error::custom)?;
-        bytes.try_into().map_err(|_| D::Error::custom("expected 32 bytes of hex"))
+        bytes
+            .try_into()
+            .map_err(|_| D::Error::custom("expected 32 bytes of hex"))
     }
 }
 
@@ -98,18 +102,30 @@ impl Genesis {
     /// that are organisations.
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.validators.is_empty() {
-            return Err(FieldError::new("validators", "at least one validator is required"));
+            return Err(FieldError::new(
+                "validators",
+                "at least one validator is required",
+            ));
         }
         if self.validators.len() > MAX_GENESIS_ITEMS || self.parties.len() > MAX_GENESIS_ITEMS {
-            return Err(FieldError::new("validators", "too many validators or parties"));
+            return Err(FieldError::new(
+                "validators",
+                "too many validators or parties",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, v) in self.validators.iter().enumerate() {
             if v.power == 0 {
-                return Err(FieldError::new(format!("validators[{i}].power"), "must be positive"));
+                return Err(FieldError::new(
+                    format!("validators[{i}].power"),
+                    "must be positive",
+                ));
             }
             if !seen.insert(v.public_key) {
-                return Err(FieldError::new(format!("validators[{i}]"), "duplicate validator"));
+                return Err(FieldError::new(
+                    format!("validators[{i}]"),
+                    "duplicate validator",
+                ));
             }
         }
         let mut seen = std::collections::BTreeSet::new();

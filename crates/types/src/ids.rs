@@ -75,7 +75,9 @@ pub struct PartyId(pub PublicKey);
 impl PartyId {
     /// Parses a 32-byte Ed25519 public key from a wire field named `field`.
     pub fn from_field(bytes: &[u8], field: &str) -> Result<Self, FieldError> {
-        PublicKey::from_slice(bytes).map(PartyId).map_err(|e| FieldError::new(field, e.to_string()))
+        PublicKey::from_slice(bytes)
+            .map(PartyId)
+            .map_err(|e| FieldError::new(field, e.to_string()))
     }
 
     /// The key's bytes.
@@ -135,7 +137,10 @@ impl Timestamp {
     pub fn optional(ms: i64, field: &str) -> Result<Option<Self>, FieldError> {
         match ms {
             0 => Ok(None),
-            ms if ms < 0 => Err(FieldError::new(field, format!("expected a time after 1970, got {ms}"))),
+            ms if ms < 0 => Err(FieldError::new(
+                field,
+                format!("expected a time after 1970, got {ms}"),
+            )),
             ms => Ok(Some(Timestamp(ms))),
         }
     }
@@ -163,11 +168,16 @@ impl ChainId {
     pub fn parse(text: &str) -> Result<Self, FieldError> {
         let ok = !text.is_empty()
             && text.len() <= MAX_CHAIN_ID_LEN
-            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(ChainId(text.to_string()))
         } else {
-            Err(FieldError::new("chain_id", "expected 1 to 64 characters of [a-z0-9-]"))
+            Err(FieldError::new(
+                "chain_id",
+                "expected 1 to 64 characters of [a-z0-9-]",
+            ))
         }
     }
 
@@ -215,7 +225,10 @@ impl Category {
         if ok {
             Ok(Category(text.to_string()))
         } else {
-            Err(FieldError::new(field, "expected 1 to 32 characters of [a-z0-9_-]"))
+            Err(FieldError::new(
+                field,
+                "expected 1 to 32 characters of [a-z0-9_-]",
+            ))
         }
     }
 

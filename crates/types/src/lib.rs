@@ -22,9 +22,7 @@ pub use genesis::Genesis;
 pub use ids::{
     Category, ChainId, ConsentId, Height, Nonce, PartyId, RecordId, RequestId, Timestamp, TxId,
 };
-pub use model::{
-    AccessMode, Consent, ConsentPeriod, Organisation, Parameters, Role, Scope,
-};
+pub use model::{AccessMode, Consent, ConsentPeriod, Organisation, Parameters, Role, Scope};
 pub use purpose::Purpose;
 pub use read::{ReadBody, SignedRead};
 pub use tx::{SignedTransaction, TransactionBody, TxKind};

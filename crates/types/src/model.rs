@@ -40,7 +40,10 @@ impl Role {
             Ok(pb::Role::Auditor) => Ok(Role::Auditor),
             Ok(pb::Role::ValidatorOperator) => Ok(Role::ValidatorOperator),
             Ok(pb::Role::Unspecified) => Err(FieldError::new(field, "role is unspecified")),
-            Err(_) => Err(FieldError::new(field, format!("unknown role value {value}"))),
+            Err(_) => Err(FieldError::new(
+                field,
+                format!("unknown role value {value}"),
+            )),
         }
     }
 
@@ -95,7 +98,10 @@ impl AccessMode {
             Ok(pb::AccessMode::Unspecified) => {
                 Err(FieldError::new(field, "access mode is unspecified"))
             }
-            Err(_) => Err(FieldError::new(field, format!("unknown access mode value {value}"))),
+            Err(_) => Err(FieldError::new(
+                field,
+                format!("unknown access mode value {value}"),
+            )),
         }
     }
 
@@ -151,7 +157,10 @@ impl Organisation {
         if ok {
             Ok(Organisation(text.to_string()))
         } else {
-            Err(FieldError::new(field, "expected at most 64 characters of [a-z0-9_-]"))
+            Err(FieldError::new(
+                field,
+                "expected at most 64 characters of [a-z0-9_-]",
+            ))
         }
     }
 
@@ -180,9 +189,10 @@ impl Scope {
     pub fn covers(&self, record: &RecordId, category: &Category) -> bool {
         match self {
             Scope::AllRecords => true,
-            Scope::Some { records, categories } => {
-                records.contains(record) || categories.contains(category)
-            }
+            Scope::Some {
+                records,
+                categories,
+            } => records.contains(record) || categories.contains(category),
         }
     }
 }
@@ -208,13 +218,19 @@ impl TryFrom<pb::Scope> for Scope {
         if wire.record_ids.len() > MAX_SCOPE_ITEMS {
             return Err(FieldError::new(
                 "record_ids",
-                format!("at most {MAX_SCOPE_ITEMS} records, got {}", wire.record_ids.len()),
+                format!(
+                    "at most {MAX_SCOPE_ITEMS} records, got {}",
+                    wire.record_ids.len()
+                ),
             ));
         }
         if wire.categories.len() > MAX_SCOPE_ITEMS {
             return Err(FieldError::new(
                 "categories",
-                format!("at most {MAX_SCOPE_ITEMS} categories, got {}", wire.categories.len()),
+                format!(
+                    "at most {MAX_SCOPE_ITEMS} categories, got {}",
+                    wire.categories.len()
+                ),
             ));
         }
         let records = wire
@@ -229,15 +245,24 @@ impl TryFrom<pb::Scope> for Scope {
             .enumerate()
             .map(|(i, c)| Category::parse(c, &format!("categories[{i}]")))
             .collect::<Result<_, _>>()?;
-        Ok(Scope::Some { records, categories })
+        Ok(Scope::Some {
+            records,
+            categories,
+        })
     }
 }
 
 impl From<&Scope> for pb::Scope {
     fn from(scope: &Scope) -> Self {
         match scope {
-            Scope::AllRecords => pb::Scope { all_records: true, ..Default::default() },
-            Scope::Some { records, categories } => pb::Scope {
+            Scope::AllRecords => pb::Scope {
+                all_records: true,
+                ..Default::default()
+            },
+            Scope::Some {
+                records,
+                categories,
+            } => pb::Scope {
                 record_ids: records.iter().map(|r| r.to_vec()).collect(),
                 categories: categories.iter().map(|c| c.as_str().to_string()).collect(),
                 all_records: false,
@@ -285,16 +310,25 @@ impl TryFrom<pb::Consent> for Consent {
         let patient = PartyId::from_field(&wire.patient, "patient")?;
         let grantee = PartyId::from_field(&wire.grantee, "grantee")?;
         if patient == grantee {
-            return Err(FieldError::new("grantee", "a patient cannot grant consent to themself"));
+            return Err(FieldError::new(
+                "grantee",
+                "a patient cannot grant consent to themself",
+            ));
         }
         let scope = Scope::try_from(required(wire.scope, "scope")?).within("scope")?;
         if wire.purposes.is_empty() {
-            return Err(FieldError::new("purposes", "at least one purpose is required"));
+            return Err(FieldError::new(
+                "purposes",
+                "at least one purpose is required",
+            ));
         }
         if wire.purposes.len() > MAX_SCOPE_ITEMS {
             return Err(FieldError::new(
                 "purposes",
-                format!("at most {MAX_SCOPE_ITEMS} purposes, got {}", wire.purposes.len()),
+                format!(
+                    "at most {MAX_SCOPE_ITEMS} purposes, got {}",
+                    wire.purposes.len()
+                ),
             ));
         }
         let purposes = wire
@@ -302,14 +336,21 @@ impl TryFrom<pb::Consent> for Consent {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                Purpose::parse(p).map_err(|e| FieldError::new(format!("purposes[{i}]"), e.to_string()))
+                Purpose::parse(p)
+                    .map_err(|e| FieldError::new(format!("purposes[{i}]"), e.to_string()))
             })
             .collect::<Result<_, _>>()?;
         if wire.modes.is_empty() {
-            return Err(FieldError::new("modes", "at least one access mode is required"));
+            return Err(FieldError::new(
+                "modes",
+                "at least one access mode is required",
+            ));
         }
         if wire.modes.len() > 3 {
-            return Err(FieldError::new("modes", format!("at most 3 modes, got {}", wire.modes.len())));
+            return Err(FieldError::new(
+                "modes",
+                format!("at most 3 modes, got {}", wire.modes.len()),
+            ));
         }
         let modes = wire
             .modes
@@ -319,13 +360,13 @@ impl TryFrom<pb::Consent> for Consent {
             .collect::<Result<_, _>>()?;
         let not_before = Timestamp::optional(wire.not_before_ms, "not_before_ms")?;
         let expires = Timestamp::optional(wire.expires_ms, "expires_ms")?;
-        if let (Some(start), Some(end)) = (not_before, expires) {
-            if end <= start {
-                return Err(FieldError::new(
-                    "expires_ms",
-                    format!("expiry {} is not after the start {}", end.0, start.0),
-                ));
-            }
+        if let (Some(start), Some(end)) = (not_before, expires)
+            && end <= start
+        {
+            return Err(FieldError::new(
+                "expires_ms",
+                format!("expiry {} is not after the start {}", end.0, start.0),
+            ));
         }
         Ok(Consent {
             patient,
@@ -333,7 +374,10 @@ impl TryFrom<pb::Consent> for Consent {
             scope,
             purposes,
             modes,
-            period: ConsentPeriod { not_before, expires },
+            period: ConsentPeriod {
+                not_before,
+                expires,
+            },
         })
     }
 }
@@ -363,7 +407,10 @@ pub struct Parameters {
 
 impl Default for Parameters {
     fn default() -> Self {
-        Parameters { min_cohort_size: 10, break_glass_enabled: false }
+        Parameters {
+            min_cohort_size: 10,
+            break_glass_enabled: false,
+        }
     }
 }
 

@@ -47,7 +47,10 @@ impl SignedRead {
         let signature = Signature::from_slice(&wire.signature)
             .map_err(|e| FieldError::new("signature", e.to_string()))?;
         author.0.verify(&wire.body, &signature).map_err(|_| {
-            FieldError::new("signature", format!("does not verify for author {}", author.short()))
+            FieldError::new(
+                "signature",
+                format!("does not verify for author {}", author.short()),
+            )
         })?;
         let body = pb::ReadBody::decode(wire.body.as_slice())
             .map_err(|e| FieldError::new("body", format!("not a ReadBody: {e}")))?;

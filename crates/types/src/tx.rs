@@ -14,7 +14,9 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, Within, required};
-use crate::ids::{Category, ChainId, ConsentId, Nonce, PartyId, RecordId, RequestId, Timestamp, TxId};
+use crate::ids::{
+    Category, ChainId, ConsentId, Nonce, PartyId, RecordId, RequestId, Timestamp, TxId,
+};
 use crate::model::{AccessMode, Consent, Organisation, Parameters, Role};
 use crate::purpose::Purpose;
 use crate::{ENCODING_VERSION, MAX_TX_BYTES};
@@ -165,7 +167,11 @@ fn digest(bytes: &[u8], field: &str) -> Result<Hash, FieldError> {
 }
 
 fn optional_digest(bytes: &[u8], field: &str) -> Result<Option<Hash>, FieldError> {
-    if bytes.is_empty() { Ok(None) } else { digest(bytes, field).map(Some) }
+    if bytes.is_empty() {
+        Ok(None)
+    } else {
+        digest(bytes, field).map(Some)
+    }
 }
 
 impl TryFrom<pb::TransactionBody> for TransactionBody {
@@ -204,9 +210,7 @@ impl TryFrom<pb::TransactionBody> for TransactionBody {
             .within("register_record")?,
             Kind::GrantConsent(g) => {
                 let consent = required(g.consent, "consent").within("grant_consent")?;
-                TxKind::GrantConsent(
-                    Consent::try_from(consent).within("grant_consent.consent")?,
-                )
+                TxKind::GrantConsent(Consent::try_from(consent).within("grant_consent.consent")?)
             }
             Kind::RevokeConsent(r) => TxKind::RevokeConsent(
                 ConsentId::from_field(&r.consent_id, "consent_id").within("revoke_consent")?,
@@ -265,7 +269,11 @@ impl TryFrom<pb::TransactionBody> for TransactionBody {
                 }
             }
         };
-        Ok(TransactionBody { chain_id, nonce: Nonce(wire.nonce), kind })
+        Ok(TransactionBody {
+            chain_id,
+            nonce: Nonce(wire.nonce),
+            kind,
+        })
     }
 }
 
@@ -286,12 +294,12 @@ impl From<&TransactionBody> for pb::TransactionBody {
                 ciphertext_digest: r.ciphertext_digest.0.to_vec(),
                 attribute_commitment: r.attribute_commitment.map_or(vec![], |h| h.0.to_vec()),
             }),
-            TxKind::GrantConsent(c) => {
-                Kind::GrantConsent(consent_pb::GrantConsent { consent: Some(c.into()) })
-            }
-            TxKind::RevokeConsent(id) => {
-                Kind::RevokeConsent(consent_pb::RevokeConsent { consent_id: id.to_vec() })
-            }
+            TxKind::GrantConsent(c) => Kind::GrantConsent(consent_pb::GrantConsent {
+                consent: Some(c.into()),
+            }),
+            TxKind::RevokeConsent(id) => Kind::RevokeConsent(consent_pb::RevokeConsent {
+                consent_id: id.to_vec(),
+            }),
             TxKind::RegisterDelegate(d) => Kind::RegisterDelegate(consent_pb::RegisterDelegate {
                 delegate: d.delegate.to_vec(),
                 expires_ms: d.expires.map_or(0, |t| t.0),
@@ -373,7 +381,10 @@ impl SignedTransaction {
         if wire.cosignatures.len() > MAX_COSIGNATURES {
             return Err(FieldError::new(
                 "cosignatures",
-                format!("at most {MAX_COSIGNATURES}, got {}", wire.cosignatures.len()),
+                format!(
+                    "at most {MAX_COSIGNATURES}, got {}",
+                    wire.cosignatures.len()
+                ),
             ));
         }
         let mut seen = BTreeSet::from([author]);
@@ -481,7 +492,9 @@ impl SignedTransaction {
 
     /// Everyone whose signature over the body verified: the author and the co-signers.
     pub fn signers(&self) -> BTreeSet<PartyId> {
-        std::iter::once(self.author).chain(self.cosignatures.iter().map(|(s, _)| *s)).collect()
+        std::iter::once(self.author)
+            .chain(self.cosignatures.iter().map(|(s, _)| *s))
+            .collect()
     }
 
     /// The author's public key.

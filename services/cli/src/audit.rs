@@ -14,6 +14,8 @@ use crate::Conn;
 use crate::output::Output;
 use crate::parties::{connect, decision_json, decode_decision, describe_decision, party_arg};
 
+// Parsed once per process; the size of a clap enum does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCommand {
     /// The access log, filtered; every page with proofs, verified against the genesis if given.
@@ -78,7 +80,10 @@ pub(crate) fn verify_log(
     let trusted = verify::genesis_validators(genesis)?;
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        let proven = e.proven.as_ref().with_context(|| format!("entry {i}: no proof"))?;
+        let proven = e
+            .proven
+            .as_ref()
+            .with_context(|| format!("entry {i}: no proof"))?;
         let verified = verify::verify_proven_entry(genesis, &trusted, proven)
             .with_context(|| format!("entry {i} (log index {})", proven.index))?;
         let EntryKind::Decision(decision) = verified.entry.kind else {
@@ -87,7 +92,10 @@ pub(crate) fn verify_log(
         // The decoded decision shown must be exactly the one that is proven.
         let shown = decode_decision(e.decision.clone())?;
         if shown != decision {
-            anyhow::bail!("entry {i} (log index {}): the decision shown differs from the proven one", proven.index);
+            anyhow::bail!(
+                "entry {i} (log index {}): the decision shown differs from the proven one",
+                proven.index
+            );
         }
         for (j, r) in e.releases.iter().enumerate() {
             verify::verify_proven_entry(genesis, &trusted, r)
@@ -134,7 +142,9 @@ pub(crate) async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
             }
             if let Some(m) = mode {
                 query.mode = AccessMode::parse(&m)
-                    .ok_or_else(|| anyhow::anyhow!("--mode: `{m}` is not raw, predicate or aggregate"))?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--mode: `{m}` is not raw, predicate or aggregate")
+                    })?
                     .to_wire();
             }
             query.decision = match decision.as_deref() {
@@ -152,7 +162,10 @@ pub(crate) async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
                 None => None,
             };
             if let Some(path) = save {
-                let page = audit_pb::AccessLogPage { entries: entries.clone(), next_cursor: vec![] };
+                let page = audit_pb::AccessLogPage {
+                    entries: entries.clone(),
+                    next_cursor: vec![],
+                };
                 std::fs::write(&path, page.encode_to_vec())
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
@@ -179,7 +192,11 @@ pub(crate) async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
             let genesis = custos_node::load_genesis(&genesis)?;
             let client = Client::connect(&node).await?;
             if client.chain_id() != &genesis.chain_id {
-                anyhow::bail!("node serves chain `{}`, the genesis is for `{}`", client.chain_id(), genesis.chain_id);
+                anyhow::bail!(
+                    "node serves chain `{}`, the genesis is for `{}`",
+                    client.chain_id(),
+                    genesis.chain_id
+                );
             }
             let headers = client.headers().await?;
             let trusted = verify::genesis_validators(&genesis)?;
@@ -204,12 +221,18 @@ pub(crate) async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
         }
         AuditCommand::VerifyLog { file, genesis } => {
             let genesis = custos_node::load_genesis(&genesis)?;
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let page = audit_pb::AccessLogPage::decode(bytes.as_slice())
                 .with_context(|| format!("{} is not a saved access log", file.display()))?;
             let decisions = verify_log(&genesis, &page.entries)?;
             out.result(
-                || format!("{} entries verified offline against the genesis", decisions.len()),
+                || {
+                    format!(
+                        "{} entries verified offline against the genesis",
+                        decisions.len()
+                    )
+                },
                 json!({ "verified": decisions.len() }),
             );
         }

@@ -83,7 +83,10 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         genesis_party(&cast.advertiser, Role::Partner, "adco-marketing", true)?,
         genesis_party(&cast.auditor, Role::Auditor, "health-regulator", false)?,
     ];
-    let params = Parameters { break_glass_enabled: true, ..Parameters::default() };
+    let params = Parameters {
+        break_glass_enabled: true,
+        ..Parameters::default()
+    };
     let genesis = genesis_for("custos-demo", &validator, parties, params)?;
     let genesis_path = dir.path().join("genesis.json");
     std::fs::write(&genesis_path, serde_json::to_string_pretty(&genesis)?)?;
@@ -93,7 +96,9 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     config.listen = ([127, 0, 0, 1], 0).into();
 
     section(out, "consortium");
-    let node = custos_node::start(config).await.context("starting the demo node")?;
+    let node = custos_node::start(config)
+        .await
+        .context("starting the demo node")?;
     let endpoint = format!("http://{}", node.addr);
     out.say(format!(
         "one validator node (single-validator consensus; the BFT network is a later capability) serving gRPC at {endpoint}\n\
@@ -103,7 +108,10 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     ));
     let client = Client::connect(&endpoint).await?;
 
-    section(out, "patients register (pseudonymous: only a public key goes on the ledger)");
+    section(
+        out,
+        "patients register (pseudonymous: only a public key goes on the ledger)",
+    );
     for (name, p) in [("alice", &cast.alice), ("bob", &cast.bob)] {
         client
             .submit(
@@ -116,29 +124,46 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
                 }),
             )
             .await?;
-        out.say(format!("{name}: registered as patient {}", p.public().short()));
+        out.say(format!(
+            "{name}: registered as patient {}",
+            p.public().short()
+        ));
     }
 
-    section(out, "hospital registers encrypted records (only ids and digests on chain)");
+    section(
+        out,
+        "hospital registers encrypted records (only ids and digests on chain)",
+    );
     let alice_lab = RecordId(random_hash());
     let bob_imaging = RecordId(random_hash());
-    for (record, owner, category) in [(alice_lab, &cast.alice, "lab"), (bob_imaging, &cast.bob, "imaging")] {
+    for (record, owner, category) in [
+        (alice_lab, &cast.alice, "lab"),
+        (bob_imaging, &cast.bob, "imaging"),
+    ] {
         client
             .submit(
                 &cast.hospital,
                 TxKind::RegisterRecord(RegisterRecord {
                     record_id: record,
                     owner: PartyId(owner.public()),
-                    category: Category::parse(category, "category").map_err(|e| anyhow::anyhow!("{e}"))?,
+                    category: Category::parse(category, "category")
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
                     ciphertext_digest: sha256(record.0.as_bytes()),
                     attribute_commitment: None,
                 }),
             )
             .await?;
-        out.say(format!("hospital: record {} ({category}) of patient {}", record.short(), owner.public().short()));
+        out.say(format!(
+            "hospital: record {} ({category}) of patient {}",
+            record.short(),
+            owner.public().short()
+        ));
     }
 
-    section(out, "alice consents: Acme insurance may read her lab records for payment (HPAYMT)");
+    section(
+        out,
+        "alice consents: Acme insurance may read her lab records for payment (HPAYMT)",
+    );
     let grant = client
         .submit(
             &cast.alice,
@@ -147,7 +172,9 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
                 grantee: PartyId(cast.insurer.public()),
                 scope: Scope::Some {
                     records: BTreeSet::new(),
-                    categories: BTreeSet::from([Category::parse("lab", "category").map_err(|e| anyhow::anyhow!("{e}"))?]),
+                    categories: BTreeSet::from([
+                        Category::parse("lab", "category").map_err(|e| anyhow::anyhow!("{e}"))?
+                    ]),
                 },
                 purposes: BTreeSet::from([Purpose::HPAYMT]),
                 modes: BTreeSet::from([AccessMode::Raw]),
@@ -155,8 +182,14 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
             }),
         )
         .await?;
-    let consent_id = ConsentId(custos_crypto::Hash::from_slice(&grant.tx_id).map_err(|e| anyhow::anyhow!("{e}"))?);
-    out.say(format!("alice: consent {} finalized at height {}", consent_id.short(), grant.height));
+    let consent_id = ConsentId(
+        custos_crypto::Hash::from_slice(&grant.tx_id).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    out.say(format!(
+        "alice: consent {} finalized at height {}",
+        consent_id.short(),
+        grant.height
+    ));
 
     section(out, "insurer asks for alice's lab record for payment");
     let d1 = request(&client, &cast.insurer, alice_lab, "HPAYMT", None).await?;
@@ -170,41 +203,77 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
             }),
         )
         .await?;
-    out.say(format!("hospital: release confirmed on the ledger at height {}", release.height));
+    out.say(format!(
+        "hospital: release confirmed on the ledger at height {}",
+        release.height
+    ));
 
-    section(out, "advertiser asks for alice's lab record for marketing (HMARKT)");
+    section(
+        out,
+        "advertiser asks for alice's lab record for marketing (HMARKT)",
+    );
     let d2 = request(&client, &cast.advertiser, alice_lab, "HMARKT", None).await?;
     out.say(format!("advertiser sees: {}", describe_decision(&d2)));
 
-    section(out, "insurer tries a purpose alice did not consent to (HMARKT is not under HPAYMT)");
+    section(
+        out,
+        "insurer tries a purpose alice did not consent to (HMARKT is not under HPAYMT)",
+    );
     let d3 = request(&client, &cast.insurer, alice_lab, "HMARKT", None).await?;
     out.say(format!("insurer sees: {}", describe_decision(&d3)));
 
     section(out, "alice revokes her consent");
-    let revoke = client.submit(&cast.alice, TxKind::RevokeConsent(consent_id)).await?;
-    out.say(format!("alice: consent {} revoked at height {}", consent_id.short(), revoke.height));
+    let revoke = client
+        .submit(&cast.alice, TxKind::RevokeConsent(consent_id))
+        .await?;
+    out.say(format!(
+        "alice: consent {} revoked at height {}",
+        consent_id.short(),
+        revoke.height
+    ));
     let d4 = request(&client, &cast.insurer, alice_lab, "HPAYMT", None).await?;
     out.say(format!("insurer sees: {}", describe_decision(&d4)));
 
-    section(out, "emergency: the hospital breaks the glass for bob's imaging (ETREAT)");
-    let d5 = request(&client, &cast.hospital, bob_imaging, "ETREAT", Some("unconscious patient in ER, bed 4")).await?;
+    section(
+        out,
+        "emergency: the hospital breaks the glass for bob's imaging (ETREAT)",
+    );
+    let d5 = request(
+        &client,
+        &cast.hospital,
+        bob_imaging,
+        "ETREAT",
+        Some("unconscious patient in ER, bed 4"),
+    )
+    .await?;
     out.say(format!("hospital sees: {}", describe_decision(&d5)));
-    out.say("(only the justification's SHA-256 is on the ledger; the access is flagged for review)");
+    out.say(
+        "(only the justification's SHA-256 is on the ledger; the access is flagged for review)",
+    );
 
     section(out, "alice reads her own access history");
     let history = client
         .access_log_all(
             &cast.alice,
-            &audit_pb::AccessLogQuery { patient: cast.alice.public().as_bytes().to_vec(), ..Default::default() },
+            &audit_pb::AccessLogQuery {
+                patient: cast.alice.public().as_bytes().to_vec(),
+                ..Default::default()
+            },
         )
         .await?;
     for e in &history {
-        out.say(format!("alice sees: {}", describe_decision(&decode_decision(e.decision.clone())?)));
+        out.say(format!(
+            "alice sees: {}",
+            describe_decision(&decode_decision(e.decision.clone())?)
+        ));
     }
     let snoop = client
         .access_log(
             &cast.alice,
-            &audit_pb::AccessLogQuery { patient: cast.bob.public().as_bytes().to_vec(), ..Default::default() },
+            &audit_pb::AccessLogQuery {
+                patient: cast.bob.public().as_bytes().to_vec(),
+                ..Default::default()
+            },
         )
         .await;
     out.say(match snoop {
@@ -212,8 +281,13 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         Ok(_) => "alice asks for bob's history: ALLOWED (this is a bug)".to_string(),
     });
 
-    section(out, "auditor: the whole log, every proof checked against the genesis, trusting no node");
-    let all = client.access_log_all(&cast.auditor, &audit_pb::AccessLogQuery::default()).await?;
+    section(
+        out,
+        "auditor: the whole log, every proof checked against the genesis, trusting no node",
+    );
+    let all = client
+        .access_log_all(&cast.auditor, &audit_pb::AccessLogQuery::default())
+        .await?;
     let verified = verify_log(&genesis, &all)?;
     for d in &verified {
         out.say(format!("auditor sees: {}", describe_decision(d)));
@@ -236,7 +310,13 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         tip.log_root
     ));
 
-    let expected = [d1.granted(), !d2.granted(), !d3.granted(), !d4.granted(), d5.granted()];
+    let expected = [
+        d1.granted(),
+        !d2.granted(),
+        !d3.granted(),
+        !d4.granted(),
+        d5.granted(),
+    ];
     node.stop().await?;
     if args.keep {
         let kept = dir.keep();
@@ -246,7 +326,10 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         anyhow::bail!("the demo's decisions were not as expected; see above");
     }
     out.result(
-        || "\ndemo complete: every access decided and logged before release, every proof verified".to_string(),
+        || {
+            "\ndemo complete: every access decided and logged before release, every proof verified"
+                .to_string()
+        },
         json!({
             "decisions": verified.len(),
             "granted": granted,

@@ -37,7 +37,10 @@ pub(crate) fn write_key_file(path: &Path, keys: &PartyKeys) -> anyhow::Result<()
     }
     let mut file = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!("{} already exists; refusing to overwrite a key file", path.display())
+            anyhow::anyhow!(
+                "{} already exists; refusing to overwrite a key file",
+                path.display()
+            )
         } else {
             anyhow::anyhow!("cannot create {}: {e}", path.display())
         }
@@ -57,7 +60,12 @@ pub(crate) fn run(cmd: KeysCommand, out: &Output) -> anyhow::Result<()> {
             let public = keys.public().to_hex();
             let enc = hex::encode(keys.encryption_public());
             out.result(
-                || format!("wrote {} (mode 0600)\nidentity:   {public}\nencryption: {enc}", path.display()),
+                || {
+                    format!(
+                        "wrote {} (mode 0600)\nidentity:   {public}\nencryption: {enc}",
+                        path.display()
+                    )
+                },
                 json!({ "file": path, "public_key": public, "encryption_public_key": enc }),
             );
         }

@@ -44,7 +44,12 @@ pub(crate) enum NodeCommand {
 }
 
 /// A genesis party entry for `keys`.
-pub(crate) fn genesis_party(keys: &PartyKeys, role: Role, organisation: &str, member: bool) -> anyhow::Result<GenesisParty> {
+pub(crate) fn genesis_party(
+    keys: &PartyKeys,
+    role: Role,
+    organisation: &str,
+    member: bool,
+) -> anyhow::Result<GenesisParty> {
     Ok(GenesisParty {
         public_key: PartyId(keys.public()),
         role,
@@ -63,7 +68,8 @@ pub(crate) fn genesis_for(
     parameters: Parameters,
 ) -> anyhow::Result<Genesis> {
     let genesis = Genesis {
-        chain_id: ChainId::parse(chain_id).map_err(|e| anyhow::anyhow!("--chain-id: {}", e.reason))?,
+        chain_id: ChainId::parse(chain_id)
+            .map_err(|e| anyhow::anyhow!("--chain-id: {}", e.reason))?,
         genesis_time_ms: Timestamp::now().0,
         parameters,
         validators: vec![GenesisValidator {
@@ -73,7 +79,9 @@ pub(crate) fn genesis_for(
         }],
         parties,
     };
-    genesis.validate().map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
+    genesis
+        .validate()
+        .map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
     Ok(genesis)
 }
 
@@ -99,12 +107,24 @@ fn parse_party(spec: &str) -> anyhow::Result<GenesisParty> {
 
 pub(crate) async fn run(cmd: NodeCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
-        NodeCommand::Init { dir, chain_id, parties, break_glass } => {
-            let parties = parties.iter().map(|p| parse_party(p)).collect::<anyhow::Result<Vec<_>>>()?;
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        NodeCommand::Init {
+            dir,
+            chain_id,
+            parties,
+            break_glass,
+        } => {
+            let parties = parties
+                .iter()
+                .map(|p| parse_party(p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             let key_path = dir.join("validator.key");
             let validator = PartyKeys::generate(&mut rand::rngs::OsRng);
-            let parameters = Parameters { break_glass_enabled: break_glass, ..Parameters::default() };
+            let parameters = Parameters {
+                break_glass_enabled: break_glass,
+                ..Parameters::default()
+            };
             let genesis = genesis_for(&chain_id, &validator, parties, parameters)?;
             write_key_file(&key_path, &validator)?;
             let genesis_path = dir.join("genesis.json");

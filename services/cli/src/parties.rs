@@ -142,7 +142,9 @@ pub(crate) enum PartnerCommand {
 }
 
 pub(crate) fn party_arg(text: &str, flag: &str) -> anyhow::Result<PartyId> {
-    PublicKey::from_hex(text).map(PartyId).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    PublicKey::from_hex(text)
+        .map(PartyId)
+        .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
 }
 
 fn hash_arg(text: &str, flag: &str) -> anyhow::Result<Hash> {
@@ -153,7 +155,9 @@ fn hash_arg(text: &str, flag: &str) -> anyhow::Result<Hash> {
 pub(crate) fn time_arg(text: &str, flag: &str) -> anyhow::Result<Timestamp> {
     if let Some(rel) = text.strip_prefix("now+") {
         let (num, unit) = rel.split_at(rel.len().saturating_sub(1));
-        let n: i64 = num.parse().map_err(|_| anyhow::anyhow!("{flag}: `{text}` is not now+N[s|m|h|d]"))?;
+        let n: i64 = num
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{flag}: `{text}` is not now+N[s|m|h|d]"))?;
         let ms = match unit {
             "s" => 1_000,
             "m" => 60_000,
@@ -163,7 +167,9 @@ pub(crate) fn time_arg(text: &str, flag: &str) -> anyhow::Result<Timestamp> {
         };
         return Ok(Timestamp(Timestamp::now().0 + n * ms));
     }
-    let ms: i64 = text.parse().map_err(|_| anyhow::anyhow!("{flag}: `{text}` is neither milliseconds nor now+N[s|m|h|d]"))?;
+    let ms: i64 = text.parse().map_err(|_| {
+        anyhow::anyhow!("{flag}: `{text}` is neither milliseconds nor now+N[s|m|h|d]")
+    })?;
     Ok(Timestamp(ms))
 }
 
@@ -172,7 +178,8 @@ fn purpose_arg(text: &str, flag: &str) -> anyhow::Result<Purpose> {
 }
 
 fn mode_arg(text: &str) -> anyhow::Result<AccessMode> {
-    AccessMode::parse(text).ok_or_else(|| anyhow::anyhow!("--mode: `{text}` is not raw, predicate or aggregate"))
+    AccessMode::parse(text)
+        .ok_or_else(|| anyhow::anyhow!("--mode: `{text}` is not raw, predicate or aggregate"))
 }
 
 pub(crate) async fn connect(conn: &Conn) -> anyhow::Result<(Client, PartyKeys)> {
@@ -194,7 +201,9 @@ pub(crate) fn describe_decision(d: &Decision) -> String {
         d.purpose.display(),
         d.mode,
         d.height,
-        d.consent_id.map(|c| format!(", consent {}", c.short())).unwrap_or_default()
+        d.consent_id
+            .map(|c| format!(", consent {}", c.short()))
+            .unwrap_or_default()
     )
 }
 
@@ -222,7 +231,11 @@ pub(crate) fn decode_decision(wire: Option<access_pb::AccessDecision>) -> anyhow
 
 fn consent_line(c: &consent_pb::ConsentState) -> String {
     let consent = c.consent.clone().unwrap_or_default();
-    let status = if c.revoked { format!("revoked at height {}", c.revoked_height) } else { "active".into() };
+    let status = if c.revoked {
+        format!("revoked at height {}", c.revoked_height)
+    } else {
+        "active".into()
+    };
     let modes: Vec<&str> = consent
         .modes
         .iter()
@@ -286,25 +299,35 @@ pub(crate) async fn run_patient(cmd: PatientCommand, out: &Output) -> anyhow::Re
                         .collect::<anyhow::Result<_>>()?,
                     categories: categories
                         .iter()
-                        .map(|c| Category::parse(c, "--category").map_err(|e| anyhow::anyhow!("{e}")))
+                        .map(|c| {
+                            Category::parse(c, "--category").map_err(|e| anyhow::anyhow!("{e}"))
+                        })
                         .collect::<anyhow::Result<_>>()?,
                 }
             };
             let period = ConsentPeriod {
-                not_before: not_before.map(|t| time_arg(&t, "--not-before")).transpose()?,
+                not_before: not_before
+                    .map(|t| time_arg(&t, "--not-before"))
+                    .transpose()?,
                 expires: expires.map(|t| time_arg(&t, "--expires")).transpose()?,
             };
-            if let (Some(a), Some(b)) = (period.not_before, period.expires) {
-                if b <= a {
-                    anyhow::bail!("--expires must be after --not-before");
-                }
+            if let (Some(a), Some(b)) = (period.not_before, period.expires)
+                && b <= a
+            {
+                anyhow::bail!("--expires must be after --not-before");
             }
             let consent = Consent {
                 patient,
                 grantee: party_arg(&grantee, "--grantee")?,
                 scope,
-                purposes: purposes.iter().map(|p| purpose_arg(p, "--purpose")).collect::<anyhow::Result<BTreeSet<_>>>()?,
-                modes: modes.iter().map(|m| mode_arg(m)).collect::<anyhow::Result<BTreeSet<_>>>()?,
+                purposes: purposes
+                    .iter()
+                    .map(|p| purpose_arg(p, "--purpose"))
+                    .collect::<anyhow::Result<BTreeSet<_>>>()?,
+                modes: modes
+                    .iter()
+                    .map(|m| mode_arg(m))
+                    .collect::<anyhow::Result<BTreeSet<_>>>()?,
                 period,
             };
             let r = client.submit(&keys, TxKind::GrantConsent(consent)).await?;
@@ -325,13 +348,19 @@ pub(crate) async fn run_patient(cmd: PatientCommand, out: &Output) -> anyhow::Re
         }
         PatientCommand::Consents { conn, all } => {
             let (client, keys) = connect(&conn).await?;
-            let consents = client.list_consents(&keys, PartyId(keys.public()), all).await?;
+            let consents = client
+                .list_consents(&keys, PartyId(keys.public()), all)
+                .await?;
             out.result(
                 || {
                     if consents.is_empty() {
                         "no consents".to_string()
                     } else {
-                        consents.iter().map(consent_line).collect::<Vec<_>>().join("\n")
+                        consents
+                            .iter()
+                            .map(consent_line)
+                            .collect::<Vec<_>>()
+                            .join("\n")
                     }
                 },
                 json!(consents.iter().map(|c| json!({
@@ -344,7 +373,10 @@ pub(crate) async fn run_patient(cmd: PatientCommand, out: &Output) -> anyhow::Re
         }
         PatientCommand::History(conn) => {
             let (client, keys) = connect(&conn).await?;
-            let query = audit_pb::AccessLogQuery { patient: keys.public().as_bytes().to_vec(), ..Default::default() };
+            let query = audit_pb::AccessLogQuery {
+                patient: keys.public().as_bytes().to_vec(),
+                ..Default::default()
+            };
             let entries = client.access_log_all(&keys, &query).await?;
             let decisions = entries
                 .into_iter()
@@ -355,13 +387,22 @@ pub(crate) async fn run_patient(cmd: PatientCommand, out: &Output) -> anyhow::Re
                     if decisions.is_empty() {
                         "nobody has asked for your records".to_string()
                     } else {
-                        decisions.iter().map(describe_decision).collect::<Vec<_>>().join("\n")
+                        decisions
+                            .iter()
+                            .map(describe_decision)
+                            .collect::<Vec<_>>()
+                            .join("\n")
                     }
                 },
                 json!(decisions.iter().map(decision_json).collect::<Vec<_>>()),
             );
         }
-        PatientCommand::Delegate { conn, delegate, expires, revoke } => {
+        PatientCommand::Delegate {
+            conn,
+            delegate,
+            expires,
+            revoke,
+        } => {
             let (client, keys) = connect(&conn).await?;
             let d = RegisterDelegate {
                 delegate: party_arg(&delegate, "--delegate")?,
@@ -381,7 +422,13 @@ pub(crate) async fn run_patient(cmd: PatientCommand, out: &Output) -> anyhow::Re
 
 pub(crate) async fn run_custodian(cmd: CustodianCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
-        CustodianCommand::RegisterRecord { conn, owner, category, digest, record } => {
+        CustodianCommand::RegisterRecord {
+            conn,
+            owner,
+            category,
+            digest,
+            record,
+        } => {
             let (client, keys) = connect(&conn).await?;
             let record_id = match record {
                 Some(r) => RecordId(hash_arg(&r, "--record")?),
@@ -394,13 +441,20 @@ pub(crate) async fn run_custodian(cmd: CustodianCommand, out: &Output) -> anyhow
             let kind = TxKind::RegisterRecord(RegisterRecord {
                 record_id,
                 owner: party_arg(&owner, "--owner")?,
-                category: Category::parse(&category, "--category").map_err(|e| anyhow::anyhow!("{e}"))?,
+                category: Category::parse(&category, "--category")
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
                 ciphertext_digest,
                 attribute_commitment: None,
             });
             let r = client.submit(&keys, kind).await?;
             out.result(
-                || format!("record {} registered at height {}", record_id.to_hex(), r.height),
+                || {
+                    format!(
+                        "record {} registered at height {}",
+                        record_id.to_hex(),
+                        r.height
+                    )
+                },
                 json!({ "record_id": record_id.to_hex(), "height": r.height }),
             );
         }
@@ -417,7 +471,13 @@ pub(crate) fn random_hash() -> Hash {
 
 pub(crate) async fn run_partner(cmd: PartnerCommand, out: &Output) -> anyhow::Result<()> {
     match cmd {
-        PartnerCommand::Request { conn, record, purpose, mode, justification } => {
+        PartnerCommand::Request {
+            conn,
+            record,
+            purpose,
+            mode,
+            justification,
+        } => {
             let (client, keys) = connect(&conn).await?;
             let request = RequestAccess {
                 record_id: RecordId(hash_arg(&record, "--record")?),
@@ -429,7 +489,13 @@ pub(crate) async fn run_partner(cmd: PartnerCommand, out: &Output) -> anyhow::Re
             let response = client.request_access(&keys, request).await?;
             let decision = decode_decision(response.decision)?;
             out.result(
-                || format!("request {}\n{}", decision.request_id.to_hex(), describe_decision(&decision)),
+                || {
+                    format!(
+                        "request {}\n{}",
+                        decision.request_id.to_hex(),
+                        describe_decision(&decision)
+                    )
+                },
                 decision_json(&decision),
             );
         }
@@ -438,7 +504,9 @@ pub(crate) async fn run_partner(cmd: PartnerCommand, out: &Output) -> anyhow::Re
             let id = RequestId(hash_arg(&request, "--request")?);
             let response = client
                 .access()
-                .get_decision(access_pb::GetDecisionRequest { request_id: id.to_vec() })
+                .get_decision(access_pb::GetDecisionRequest {
+                    request_id: id.to_vec(),
+                })
                 .await
                 .map_err(custos_client::ClientError::from)?
                 .into_inner();

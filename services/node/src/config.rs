@@ -72,7 +72,11 @@ impl NodeConfig {
         let mut config: NodeConfig = toml::from_str(&text)
             .with_context(|| format!("invalid node config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.genesis, &mut config.data_dir, &mut config.validator_key] {
+        for p in [
+            &mut config.genesis,
+            &mut config.data_dir,
+            &mut config.validator_key,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -35,7 +35,11 @@ impl SoloValidator {
     /// A solo validator signing with `key`, producing a block at most every `block_interval`
     /// when transactions are pending.
     pub fn new(key: SigningKeyPair, block_interval: Duration, max_block_txs: usize) -> Self {
-        SoloValidator { key, block_interval, max_block_txs }
+        SoloValidator {
+            key,
+            block_interval,
+            max_block_txs,
+        }
     }
 
     fn produce(&self, core: &LedgerCore, mempool: &Mempool) -> anyhow::Result<()> {
@@ -57,7 +61,12 @@ impl SoloValidator {
                         warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "transaction refused at block {height}");
                         outcomes.push((*id, *author, TxOutcome::Rejected(e.to_string())));
                     } else {
-                        let index = core.store().transaction(id).ok().flatten().map_or(0, |(_, i)| i);
+                        let index = core
+                            .store()
+                            .transaction(id)
+                            .ok()
+                            .flatten()
+                            .map_or(0, |(_, i)| i);
                         outcomes.push((*id, *author, TxOutcome::Finalized { height, index }));
                     }
                 }
@@ -65,7 +74,11 @@ impl SoloValidator {
             }
             Err(e) => {
                 for (id, author) in &authors {
-                    outcomes.push((*id, *author, TxOutcome::Rejected(format!("block failed: {e}"))));
+                    outcomes.push((
+                        *id,
+                        *author,
+                        TxOutcome::Rejected(format!("block failed: {e}")),
+                    ));
                 }
             }
         }

@@ -66,12 +66,17 @@ impl LedgerCore {
     /// Opens the core over `store`: from genesis when the store is empty, else from the stored
     /// state and log, checking that both still match the tip header's roots.
     pub fn open(genesis: Genesis, store: Arc<dyn LedgerStore>) -> anyhow::Result<Self> {
-        genesis.validate().map_err(|e| anyhow::anyhow!("invalid genesis: {e}"))?;
+        genesis
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid genesis: {e}"))?;
         let validators = ValidatorSet::new(
             genesis
                 .validators
                 .iter()
-                .map(|v| Validator { key: v.public_key.0, power: v.power })
+                .map(|v| Validator {
+                    key: v.public_key.0,
+                    power: v.power,
+                })
                 .collect(),
         )?;
         let tip_height = store.tip()?;
@@ -205,7 +210,11 @@ impl LedgerCore {
                             }
                             EntryKind::Decision(d) => decisions.push((index, d.clone())),
                         }
-                        let bytes = LedgerEntry { height: ctx.height, kind }.to_bytes();
+                        let bytes = LedgerEntry {
+                            height: ctx.height,
+                            kind,
+                        }
+                        .to_bytes();
                         let leaf = custos_ledger::merkle::leaf_hash(&bytes);
                         inner.tree.push(leaf);
                         leaf_hashes.push(leaf);
@@ -247,7 +256,14 @@ impl LedgerCore {
             decisions,
             releases,
         };
-        (ProposedBlock { header, transactions: accepted, write }, rejected)
+        (
+            ProposedBlock {
+                header,
+                transactions: accepted,
+                write,
+            },
+            rejected,
+        )
     }
 
     /// Undoes a proposal that will not be committed.
@@ -282,7 +298,10 @@ impl LedgerCore {
         }
         inner.tip = Some(proposed.header.clone());
         drop(inner);
-        let _ = self.events.send(BlockEvent { header: proposed.header, transactions });
+        let _ = self.events.send(BlockEvent {
+            header: proposed.header,
+            transactions,
+        });
         Ok(())
     }
 
@@ -301,5 +320,8 @@ fn next_context(tip: Option<&BlockHeader>, now: Timestamp, genesis: &Genesis) ->
     let height = tip.map_or(1, |t| t.height + 1);
     // Block time never goes backwards, whatever the proposer's clock says.
     let floor = tip.map_or(genesis.genesis_time_ms, |t| t.time_ms);
-    BlockContext { height: Height(height), time: Timestamp(now.0.max(floor)) }
+    BlockContext {
+        height: Height(height),
+        time: Timestamp(now.0.max(floor)),
+    }
 }

@@ -18,7 +18,9 @@ pub enum MempoolError {
     #[error("mempool is full ({0} transactions); retry later")]
     Full(usize),
     /// The nonce is not the author's next pending nonce.
-    #[error("nonce {got} is not the next nonce {expected} for this author (pending transactions included)")]
+    #[error(
+        "nonce {got} is not the next nonce {expected} for this author (pending transactions included)"
+    )]
     Nonce {
         /// The next nonce counting pending transactions.
         expected: u64,
@@ -46,7 +48,11 @@ pub struct Mempool {
 impl Mempool {
     /// An empty mempool holding at most `capacity` transactions.
     pub fn new(capacity: usize) -> Self {
-        Mempool { inner: Mutex::new(Inner::default()), capacity, notify: Notify::new() }
+        Mempool {
+            inner: Mutex::new(Inner::default()),
+            capacity,
+            notify: Notify::new(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -58,7 +64,12 @@ impl Mempool {
 
     /// The next nonce `author` must use, given its committed next nonce.
     pub fn expected_nonce(&self, author: &PartyId, committed: u64) -> u64 {
-        self.lock().next_nonce.get(author).copied().unwrap_or(committed).max(committed)
+        self.lock()
+            .next_nonce
+            .get(author)
+            .copied()
+            .unwrap_or(committed)
+            .max(committed)
     }
 
     /// Admits a transaction whose nonce follows `committed` and the author's pending ones.
@@ -72,8 +83,12 @@ impl Mempool {
             return Err(MempoolError::Full(self.capacity));
         }
         let author = tx.author();
-        let expected =
-            inner.next_nonce.get(&author).copied().unwrap_or(committed).max(committed);
+        let expected = inner
+            .next_nonce
+            .get(&author)
+            .copied()
+            .unwrap_or(committed)
+            .max(committed);
         let got = tx.body().nonce.0;
         if got != expected {
             return Err(MempoolError::Nonce { expected, got });

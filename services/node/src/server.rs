@@ -21,12 +21,12 @@ use crate::config::NodeConfig;
 use crate::consensus::{Consensus, SoloValidator};
 use crate::core::LedgerCore;
 use crate::mempool::Mempool;
+use crate::rpc::NodeContext;
 use crate::rpc::access::AccessRpc;
 use crate::rpc::audit::AuditRpc;
 use crate::rpc::consent::ConsentRpc;
 use crate::rpc::ledger::LedgerRpc;
 use crate::rpc::unimplemented::{NoCompute, NoVault};
-use crate::rpc::NodeContext;
 
 /// A running node.
 pub struct RunningNode {
@@ -63,7 +63,9 @@ pub fn load_genesis(path: &std::path::Path) -> anyhow::Result<Genesis> {
         .with_context(|| format!("cannot read genesis {}", path.display()))?;
     let genesis: Genesis = serde_json::from_str(&text)
         .with_context(|| format!("invalid genesis {}", path.display()))?;
-    genesis.validate().map_err(|e| anyhow::anyhow!("invalid genesis {}: {e}", path.display()))?;
+    genesis
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid genesis {}: {e}", path.display()))?;
     Ok(genesis)
 }
 
@@ -73,14 +75,19 @@ pub fn load_keys(path: &std::path::Path) -> anyhow::Result<PartyKeys> {
         .with_context(|| format!("cannot read key file {}", path.display()))?;
     let file: KeyFile = serde_json::from_str(&text)
         .with_context(|| format!("invalid key file {}", path.display()))?;
-    PartyKeys::from_file(&file).map_err(|e| anyhow::anyhow!("invalid key file {}: {e}", path.display()))
+    PartyKeys::from_file(&file)
+        .map_err(|e| anyhow::anyhow!("invalid key file {}: {e}", path.display()))
 }
 
 /// Starts a node as configured and returns once it listens.
 pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let genesis = load_genesis(&config.genesis)?;
     let keys = load_keys(&config.validator_key)?;
-    if !genesis.validators.iter().any(|v| v.public_key.0 == keys.public()) {
+    if !genesis
+        .validators
+        .iter()
+        .any(|v| v.public_key.0 == keys.public())
+    {
         anyhow::bail!(
             "validator key {} is not in the genesis validator set",
             keys.public().short()
@@ -94,14 +101,23 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let mempool = Arc::new(Mempool::new(config.mempool_capacity));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
-    let solo = SoloValidator::new(keys.identity.clone(), config.block_interval(), config.max_block_txs);
+    let solo = SoloValidator::new(
+        keys.identity.clone(),
+        config.block_interval(),
+        config.max_block_txs,
+    );
     let consensus = tokio::spawn(solo.run(core.clone(), mempool.clone(), shutdown_rx.clone()));
 
-    let ctx = NodeContext { core: core.clone(), mempool };
+    let ctx = NodeContext {
+        core: core.clone(),
+        mempool,
+    };
     let limit = config.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServiceServer<LedgerRpc>>().await;
-    health.set_serving::<ConsentServiceServer<ConsentRpc>>().await;
+    health
+        .set_serving::<ConsentServiceServer<ConsentRpc>>()
+        .await;
     health.set_serving::<AccessServiceServer<AccessRpc>>().await;
     health.set_serving::<AuditServiceServer<AuditRpc>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -127,7 +143,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             LedgerServiceServer::new(LedgerRpc::new(ctx.clone())).max_decoding_message_size(limit),
         )
         .add_service(
-            ConsentServiceServer::new(ConsentRpc::new(ctx.clone())).max_decoding_message_size(limit),
+            ConsentServiceServer::new(ConsentRpc::new(ctx.clone()))
+                .max_decoding_message_size(limit),
         )
         .add_service(
             AccessServiceServer::new(AccessRpc::new(ctx.clone())).max_decoding_message_size(limit),
@@ -146,5 +163,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             .context("gRPC server failed")
     });
     info!(target: "custos::node", %addr, "node listening");
-    Ok(RunningNode { addr, core, shutdown, server, consensus })
+    Ok(RunningNode {
+        addr,
+        core,
+        shutdown,
+        server,
+        consensus,
+    })
 }

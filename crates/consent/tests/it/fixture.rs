@@ -16,9 +16,9 @@ use custos_types::tx::{
     EraseRecord, Governance, RegisterDelegate, RegisterParty, RegisterRecord, RequestAccess,
 };
 use custos_types::{
-    AccessMode, Category, ChainId, Consent, ConsentId, ConsentPeriod, Decision, EntryKind,
-    Genesis, Height, Nonce, Organisation, Parameters, PartyId, Purpose, RecordId, RequestId, Role,
-    Scope, SignedTransaction, Timestamp, TransactionBody, TxKind,
+    AccessMode, Category, ChainId, Consent, ConsentId, ConsentPeriod, Decision, EntryKind, Genesis,
+    Height, Nonce, Organisation, Parameters, PartyId, Purpose, RecordId, RequestId, Role, Scope,
+    SignedTransaction, Timestamp, TransactionBody, TxKind,
 };
 
 /// The chain every test runs on.
@@ -173,12 +173,18 @@ pub(crate) fn consent(
 
 /// A scope listing records.
 pub(crate) fn records_scope(records: &[RecordId]) -> Scope {
-    Scope::Some { records: records.iter().copied().collect(), categories: BTreeSet::new() }
+    Scope::Some {
+        records: records.iter().copied().collect(),
+        categories: BTreeSet::new(),
+    }
 }
 
 /// A scope listing categories.
 pub(crate) fn categories_scope(categories: &[&str]) -> Scope {
-    Scope::Some { records: BTreeSet::new(), categories: categories.iter().map(|c| category(c)).collect() }
+    Scope::Some {
+        records: BTreeSet::new(),
+        categories: categories.iter().map(|c| category(c)).collect(),
+    }
 }
 
 /// A request without justification or query.
@@ -215,17 +221,28 @@ pub(crate) fn register_record(id: RecordId, owner: PartyId, category_name: &str)
 
 /// Lets `delegate` act for the author until `expires`.
 pub(crate) fn delegate(delegate: PartyId, expires: Option<Timestamp>) -> TxKind {
-    TxKind::RegisterDelegate(RegisterDelegate { delegate, expires, revoke: false })
+    TxKind::RegisterDelegate(RegisterDelegate {
+        delegate,
+        expires,
+        revoke: false,
+    })
 }
 
 /// Ends the author's delegation to `delegate`.
 pub(crate) fn undelegate(delegate: PartyId) -> TxKind {
-    TxKind::RegisterDelegate(RegisterDelegate { delegate, expires: None, revoke: true })
+    TxKind::RegisterDelegate(RegisterDelegate {
+        delegate,
+        expires: None,
+        revoke: true,
+    })
 }
 
 /// Erases a record.
 pub(crate) fn erase(record_id: RecordId, legal_grounds: bool) -> TxKind {
-    TxKind::EraseRecord(EraseRecord { record_id, legal_grounds })
+    TxKind::EraseRecord(EraseRecord {
+        record_id,
+        legal_grounds,
+    })
 }
 
 /// Sets the consortium parameters.
@@ -235,12 +252,27 @@ pub(crate) fn set_parameters(parameters: Parameters) -> TxKind {
 
 /// Parameters with break-glass switched on or off.
 pub(crate) fn break_glass(enabled: bool) -> Parameters {
-    Parameters { break_glass_enabled: enabled, ..Parameters::default() }
+    Parameters {
+        break_glass_enabled: enabled,
+        ..Parameters::default()
+    }
 }
 
 /// Signs `kind` for `chain` with an explicit nonce.
-pub(crate) fn sign(chain: &ChainId, nonce: u64, kind: TxKind, key: &SigningKeyPair) -> SignedTransaction {
-    SignedTransaction::sign(&TransactionBody { chain_id: chain.clone(), nonce: Nonce(nonce), kind }, key)
+pub(crate) fn sign(
+    chain: &ChainId,
+    nonce: u64,
+    kind: TxKind,
+    key: &SigningKeyPair,
+) -> SignedTransaction {
+    SignedTransaction::sign(
+        &TransactionBody {
+            chain_id: chain.clone(),
+            nonce: Nonce(nonce),
+            kind,
+        },
+        key,
+    )
 }
 
 /// The decision of a request's entries: exactly `[Transaction(tx), Decision(d)]`.
@@ -248,7 +280,11 @@ pub(crate) fn decision_of(tx: &SignedTransaction, entries: &[EntryKind]) -> Deci
     match entries {
         [EntryKind::Transaction(t), EntryKind::Decision(d)] => {
             assert_eq!(t, tx, "the transaction entry comes first");
-            assert_eq!(d.request_id, RequestId(tx.id().0), "the request id is the tx id");
+            assert_eq!(
+                d.request_id,
+                RequestId(tx.id().0),
+                "the request id is the tx id"
+            );
             d.clone()
         }
         other => panic!("expected a transaction then a decision, got {other:?}"),
@@ -267,7 +303,11 @@ impl Ledger {
     /// The chain right after genesis (height 0, nothing applied).
     pub(crate) fn at_genesis() -> Self {
         let sm = StateMachine::genesis(&genesis(&Cast::new())).expect("valid genesis");
-        Ledger { sm, height: 0, time: T0 }
+        Ledger {
+            sm,
+            height: 0,
+            time: T0,
+        }
     }
 
     /// The chain with the patients and records of the module docs, at the start of block 3.
@@ -279,16 +319,28 @@ impl Ledger {
             l.apply(k, register_patient(k));
         }
         l.next_block();
-        l.apply(&c.hospital, register_record(alice_lab(), party(&c.alice), "lab"));
-        l.apply(&c.hospital, register_record(alice_imaging(), party(&c.alice), "imaging"));
-        l.apply(&c.hospital, register_record(bob_lab(), party(&c.bob), "lab"));
+        l.apply(
+            &c.hospital,
+            register_record(alice_lab(), party(&c.alice), "lab"),
+        );
+        l.apply(
+            &c.hospital,
+            register_record(alice_imaging(), party(&c.alice), "imaging"),
+        );
+        l.apply(
+            &c.hospital,
+            register_record(bob_lab(), party(&c.bob), "lab"),
+        );
         l.next_block();
         l
     }
 
     /// The current block.
     pub(crate) fn ctx(&self) -> BlockContext {
-        BlockContext { height: Height(self.height), time: Timestamp(self.time) }
+        BlockContext {
+            height: Height(self.height),
+            time: Timestamp(self.time),
+        }
     }
 
     /// The current block time.
@@ -318,7 +370,12 @@ impl Ledger {
     /// Applies a transaction that must be accepted; returns its entries.
     pub(crate) fn apply_signed(&mut self, tx: &SignedTransaction) -> Vec<EntryKind> {
         let ctx = self.ctx();
-        assert_eq!(self.sm.check_tx(tx, ctx), Ok(()), "check_tx accepts {}", tx.body().kind.name());
+        assert_eq!(
+            self.sm.check_tx(tx, ctx),
+            Ok(()),
+            "check_tx accepts {}",
+            tx.body().kind.name()
+        );
         match self.sm.apply_tx(tx, ctx) {
             Ok(entries) => entries,
             Err(e) => panic!("{} refused: {e}", tx.body().kind.name()),
@@ -329,7 +386,11 @@ impl Ledger {
     pub(crate) fn apply(&mut self, key: &SigningKeyPair, kind: TxKind) -> Vec<EntryKind> {
         let tx = self.tx(key, kind);
         let entries = self.apply_signed(&tx);
-        assert_eq!(entries, vec![EntryKind::Transaction(tx)], "a non-request adds its tx only");
+        assert_eq!(
+            entries,
+            vec![EntryKind::Transaction(tx)],
+            "a non-request adds its tx only"
+        );
         entries
     }
 
@@ -344,8 +405,16 @@ impl Ledger {
             Err(e) => e,
         };
         assert_eq!(checked, Err(err.clone()), "check_tx refuses it alike");
-        assert_eq!(self.sm.root(), before.root(), "a refused tx leaves the root unchanged");
-        assert_eq!(self.sm.items(), before.items(), "a refused tx leaves the items unchanged");
+        assert_eq!(
+            self.sm.root(),
+            before.root(),
+            "a refused tx leaves the root unchanged"
+        );
+        assert_eq!(
+            self.sm.items(),
+            before.items(),
+            "a refused tx leaves the items unchanged"
+        );
         assert_eq!(
             self.sm.clone().take_changes(),
             before.clone().take_changes(),

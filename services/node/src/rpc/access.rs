@@ -31,13 +31,18 @@ pub fn decision_response(
         .core
         .decision_index(request)
         .map_err(internal)?
-        .ok_or_else(|| Status::not_found(format!("request_id: no decision for {}", request.short())))?;
+        .ok_or_else(|| {
+            Status::not_found(format!("request_id: no decision for {}", request.short()))
+        })?;
     let proven = prove_entry(ctx, index)?;
     let entry = LedgerEntry::from_bytes(&proven.entry).map_err(internal)?;
     let EntryKind::Decision(decision) = entry.kind else {
         return Err(internal(format!("entry {index} is not a decision")));
     };
-    Ok(pb::DecisionResponse { decision: Some((&decision).into()), proven: Some(proven) })
+    Ok(pb::DecisionResponse {
+        decision: Some((&decision).into()),
+        proven: Some(proven),
+    })
 }
 
 #[tonic::async_trait]
@@ -53,7 +58,10 @@ impl AccessService for AccessRpc {
             .map_err(|e| field_status(e, "access request"))?;
         if !matches!(tx.body().kind, TxKind::RequestAccess(_)) {
             return Err(field_status(
-                FieldError::new("body.kind", format!("expected request_access, got {}", tx.body().kind.name())),
+                FieldError::new(
+                    "body.kind",
+                    format!("expected request_access, got {}", tx.body().kind.name()),
+                ),
                 "access request",
             ));
         }

@@ -51,7 +51,9 @@ pub fn filter_for(
         if bytes.is_empty() {
             Ok(None)
         } else {
-            PartyId::from_field(bytes, field).map(Some).map_err(|e| field_status(e, "access log query"))
+            PartyId::from_field(bytes, field)
+                .map(Some)
+                .map_err(|e| field_status(e, "access log query"))
         }
     };
     let mut filter = AuditFilter {
@@ -79,19 +81,26 @@ pub fn filter_for(
         });
     }
     if !q.purpose.is_empty() {
-        let purpose = Purpose::parse(&q.purpose).map_err(|e| bad("query.purpose", e.to_string()))?;
+        let purpose =
+            Purpose::parse(&q.purpose).map_err(|e| bad("query.purpose", e.to_string()))?;
         filter.purposes = Some(purpose.descendants().collect());
     }
     if q.mode != 0 {
         filter.mode = Some(
-            AccessMode::from_wire(q.mode, "query.mode").map_err(|e| field_status(e, "access log query"))?,
+            AccessMode::from_wire(q.mode, "query.mode")
+                .map_err(|e| field_status(e, "access log query"))?,
         );
     }
     filter.granted = match pb::Decision::try_from(q.decision) {
         Ok(pb::Decision::Any) => None,
         Ok(pb::Decision::Granted) => Some(true),
         Ok(pb::Decision::Denied) => Some(false),
-        Err(_) => return Err(bad("query.decision", format!("unknown value {}", q.decision))),
+        Err(_) => {
+            return Err(bad(
+                "query.decision",
+                format!("unknown value {}", q.decision),
+            ));
+        }
     };
     filter.break_glass_only = q.break_glass_only;
     if q.from_ms != 0 {
@@ -112,12 +121,12 @@ pub fn filter_for(
             _ => filter.patient = Some(author),
         },
         _ => {
-            if let Some(r) = &filter.requesters {
-                if r.iter().any(|p| *p != author) {
-                    return Err(Status::permission_denied(
-                        "query.requester: a partner or custodian may read only its own requests",
-                    ));
-                }
+            if let Some(r) = &filter.requesters
+                && r.iter().any(|p| *p != author)
+            {
+                return Err(Status::permission_denied(
+                    "query.requester: a partner or custodian may read only its own requests",
+                ));
             }
             filter.requesters = Some(BTreeSet::from([author]));
         }
@@ -135,12 +144,17 @@ impl AuditService for AuditRpc {
         request: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<pb::AccessLogPage>, Status> {
         let (read, party) = authorize_read(&self.ctx, request.get_ref(), QUERY_ACCESS_LOG)?;
-        let q: pb::AccessLogQuery = read.query().map_err(|e| field_status(e, "access log query"))?;
+        let q: pb::AccessLogQuery = read
+            .query()
+            .map_err(|e| field_status(e, "access log query"))?;
         let filter = filter_for(&self.ctx, read.author, party.role, &q)?;
         let limit = match q.page_size {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => {
-                return Err(bad("query.page_size", format!("at most {MAX_PAGE}, got {n}")));
+                return Err(bad(
+                    "query.page_size",
+                    format!("at most {MAX_PAGE}, got {n}"),
+                ));
             }
             n => n,
         } as usize;
@@ -153,7 +167,12 @@ impl AuditService for AuditRpc {
             }
             n => return Err(bad("query.cursor", format!("expected 8 bytes, got {n}"))),
         };
-        let page = self.ctx.core.store().query_decisions(&filter, after, limit).map_err(internal)?;
+        let page = self
+            .ctx
+            .core
+            .store()
+            .query_decisions(&filter, after, limit)
+            .map_err(internal)?;
         let mut entries = Vec::with_capacity(page.decisions.len());
         for (index, decision) in &page.decisions {
             let releases = self
@@ -183,14 +202,18 @@ impl AuditService for AuditRpc {
         &self,
         _: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<Self::StreamAccessLogStream>, Status> {
-        Err(Status::unimplemented(format!("the live access-log stream {LATER}")))
+        Err(Status::unimplemented(format!(
+            "the live access-log stream {LATER}"
+        )))
     }
 
     async fn export_bundle(
         &self,
         _: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<pb::Bundle>, Status> {
-        Err(Status::unimplemented(format!("offline verification bundles {LATER}")))
+        Err(Status::unimplemented(format!(
+            "offline verification bundles {LATER}"
+        )))
     }
 
     async fn export_csv(
@@ -204,7 +227,9 @@ impl AuditService for AuditRpc {
         &self,
         _: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<pb::Bundle>, Status> {
-        Err(Status::unimplemented(format!("FHIR AuditEvent export {LATER}")))
+        Err(Status::unimplemented(format!(
+            "FHIR AuditEvent export {LATER}"
+        )))
     }
 
     async fn verify_chain(
@@ -216,7 +241,12 @@ impl AuditService for AuditRpc {
         let tip = store.tip().map_err(internal)?;
         let mut headers = Vec::with_capacity(tip as usize);
         for h in 1..=tip {
-            headers.push(store.header(h).map_err(internal)?.ok_or_else(|| internal("missing header"))?);
+            headers.push(
+                store
+                    .header(h)
+                    .map_err(internal)?
+                    .ok_or_else(|| internal("missing header"))?,
+            );
         }
         custos_ledger::verify::verify_header_chain(
             self.ctx.core.genesis().chain_id.as_str(),
@@ -229,8 +259,9 @@ impl AuditService for AuditRpc {
             verified_height: tip,
             log_size: last.as_ref().map_or(0, |h| h.log_size),
             log_root: last.map_or(vec![], |h| h.log_root.0.to_vec()),
-            note: "the server's own check; verify offline with `custos audit verify` to trust no node"
-                .into(),
+            note:
+                "the server's own check; verify offline with `custos audit verify` to trust no node"
+                    .into(),
         }))
     }
 }

@@ -84,7 +84,9 @@ impl ConsentService for ConsentRpc {
             .ctx
             .core
             .with_state(|s| s.record(&id).cloned())
-            .ok_or_else(|| Status::not_found(format!("record_id: {} is not registered", id.short())))?;
+            .ok_or_else(|| {
+                Status::not_found(format!("record_id: {} is not registered", id.short()))
+            })?;
         Ok(Response::new(record_to_wire(&id, &record)))
     }
 
@@ -98,7 +100,9 @@ impl ConsentService for ConsentRpc {
             .ctx
             .core
             .with_state(|s| s.consent(&id).cloned())
-            .ok_or_else(|| Status::not_found(format!("consent_id: {} does not exist", id.short())))?;
+            .ok_or_else(|| {
+                Status::not_found(format!("consent_id: {} does not exist", id.short()))
+            })?;
         Ok(Response::new(consent_to_wire(&id, &consent)))
     }
 
@@ -115,7 +119,10 @@ impl ConsentService for ConsentRpc {
         let now = Timestamp::now();
         let allowed = read.author == patient
             || party.role == Role::Auditor
-            || self.ctx.core.with_state(|s| s.is_delegate(&patient, &read.author, now));
+            || self
+                .ctx
+                .core
+                .with_state(|s| s.is_delegate(&patient, &read.author, now));
         if !allowed {
             return Err(Status::permission_denied(format!(
                 "{} may not read the consents of patient {}: only the patient, a delegate or an auditor may",
@@ -128,8 +135,7 @@ impl ConsentService for ConsentRpc {
                 .into_iter()
                 .filter(|(_, c)| {
                     query.include_inactive
-                        || (c.revoked.is_none()
-                            && c.consent.period.expires.is_none_or(|e| now < e))
+                        || (c.revoked.is_none() && c.consent.period.expires.is_none_or(|e| now < e))
                 })
                 .map(|(id, c)| consent_to_wire(&id, c))
                 .collect()

@@ -95,7 +95,8 @@ pub async fn submit_transaction(
 }
 
 fn parse_hash(bytes: &[u8], field: &str) -> Result<Hash, Status> {
-    Hash::from_slice(bytes).map_err(|e| field_status(FieldError::new(field, e.to_string()), "request"))
+    Hash::from_slice(bytes)
+        .map_err(|e| field_status(FieldError::new(field, e.to_string()), "request"))
 }
 
 /// Builds the wire block at `height`.
@@ -128,9 +129,14 @@ impl LedgerService for LedgerRpc {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let req = request.into_inner();
         let wire = req.transaction.ok_or_else(|| {
-            field_status(FieldError::new("transaction", "required field is missing"), "submit")
+            field_status(
+                FieldError::new("transaction", "required field is missing"),
+                "submit",
+            )
         })?;
-        submit_transaction(&self.ctx, wire, req.wait).await.map(Response::new)
+        submit_transaction(&self.ctx, wire, req.wait)
+            .await
+            .map(Response::new)
     }
 
     #[instrument(name = "ledger.tx_status", skip_all)]
@@ -217,7 +223,11 @@ impl LedgerService for LedgerRpc {
             .entry(index)
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("index: no log entry {index}")))?;
-        Ok(Response::new(pb::Entry { index, entry, height }))
+        Ok(Response::new(pb::Entry {
+            index,
+            entry,
+            height,
+        }))
     }
 
     async fn get_inclusion_proof(
@@ -226,7 +236,11 @@ impl LedgerService for LedgerRpc {
     ) -> Result<Response<pb::InclusionProofResponse>, Status> {
         let req = request.into_inner();
         let result = self.ctx.core.with_tree(|t| {
-            let size = if req.tree_size == 0 { t.len() } else { req.tree_size };
+            let size = if req.tree_size == 0 {
+                t.len()
+            } else {
+                req.tree_size
+            };
             let path = t.inclusion_proof(req.leaf_index, size)?;
             let root = t.root_at(size)?;
             Ok::<_, custos_ledger::ProofError>((size, path, root))
@@ -293,6 +307,8 @@ impl LedgerService for LedgerRpc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

@@ -74,13 +74,19 @@ pub fn authorize_read(
     let chain = &ctx.core.genesis().chain_id;
     if &read.body.chain_id != chain {
         return Err(field_status(
-            FieldError::new("body.chain_id", format!("read is for `{}`, this is `{chain}`", read.body.chain_id)),
+            FieldError::new(
+                "body.chain_id",
+                format!("read is for `{}`, this is `{chain}`", read.body.chain_id),
+            ),
             "signed read",
         ));
     }
     if read.body.method != method {
         return Err(field_status(
-            FieldError::new("body.method", format!("signed for `{}`, called `{method}`", read.body.method)),
+            FieldError::new(
+                "body.method",
+                format!("signed for `{}`, called `{method}`", read.body.method),
+            ),
             "signed read",
         ));
     }
@@ -89,7 +95,9 @@ pub fn authorize_read(
         return Err(field_status(
             FieldError::new(
                 "body.issued_at_ms",
-                format!("signed {skew} ms away from the node's clock; at most {READ_FRESHNESS_MS} ms"),
+                format!(
+                    "signed {skew} ms away from the node's clock; at most {READ_FRESHNESS_MS} ms"
+                ),
             ),
             "signed read",
         ));
@@ -97,7 +105,12 @@ pub fn authorize_read(
     let party = ctx
         .core
         .with_state(|s| s.party(&read.author).cloned())
-        .ok_or_else(|| Status::permission_denied(format!("author {} is not a registered party", read.author.short())))?;
+        .ok_or_else(|| {
+            Status::permission_denied(format!(
+                "author {} is not a registered party",
+                read.author.short()
+            ))
+        })?;
     Ok((read, party))
 }
 
@@ -109,7 +122,10 @@ pub fn prove_entry(ctx: &NodeContext, index: u64) -> Result<access_pb::ProvenEnt
         .entry(index)
         .map_err(internal)?
         .ok_or_else(|| Status::not_found(format!("index: no log entry {index}")))?;
-    let tip = ctx.core.tip().ok_or_else(|| Status::unavailable("no block finalized yet"))?;
+    let tip = ctx
+        .core
+        .tip()
+        .ok_or_else(|| Status::unavailable("no block finalized yet"))?;
     let path = ctx
         .core
         .with_tree(|t| t.inclusion_proof(index, tip.log_size))

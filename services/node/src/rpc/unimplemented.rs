@@ -12,8 +12,9 @@ const COMPUTE: &str = "aggregate queries on encrypted data (tfhe-rs compute work
 /// The vault API on a node that runs no vault.
 pub struct NoVault;
 
-type FetchStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<vault_pb::FetchRecordChunk, Status>> + Send>>;
+type FetchStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<vault_pb::FetchRecordChunk, Status>> + Send>,
+>;
 
 #[tonic::async_trait]
 impl vault_pb::vault_service_server::VaultService for NoVault {

@@ -1,0 +1,445 @@
+//! Bad input at the node's gRPC edge. Each scenario checks the status code, that the message names
+//! the field or the reason, and that the chain is unchanged afterwards: same height, log size,
+//! log root and state root, and nothing pending.
+
+use custos_crypto::{PartyKeys, SigningKeyPair};
+use custos_proto::access::v1 as access_pb;
+use custos_proto::audit::v1 as audit_pb;
+use custos_proto::consent::v1 as consent_pb;
+use custos_proto::ledger::v1 as ledger_pb;
+use custos_proto::ledger::v1::transaction_body::Kind;
+use custos_tests::{SUBMIT_PATH, TestNet, bounded, new_keys, party, random32, raw_unary};
+use custos_types::tx::{RegisterDelegate, RegisterParty};
+use custos_types::{
+    AccessMode, ChainId, Consent, ConsentPeriod, Nonce, Organisation, Purpose, RecordId, Role,
+    Scope, SignedRead, SignedTransaction, Timestamp, TransactionBody, TxKind,
+};
+use prost::Message;
+use tonic::{Code, Status};
+
+const QUERY_ACCESS_LOG: &str = "/custos.audit.v1.AuditService/QueryAccessLog";
+const LIST_CONSENTS: &str = "/custos.consent.v1.ConsentService/ListConsents";
+
+/// Fails unless `result` is a refusal with `code` whose message contains every one of `names`.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, names: &[&str]) {
+    let status = match result {
+        Ok(answer) => panic!("expected {code:?}, the node accepted: {answer:?}"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), code, "status: {status:?}");
+    for name in names {
+        assert!(status.message().contains(name), "`{}` does not name `{name}`", status.message());
+    }
+}
+
+/// A self-registration of a new patient, signed by the patient.
+fn registration(net: &TestNet, keys: &PartyKeys, nonce: u64) -> SignedTransaction {
+    let body = TransactionBody {
+        chain_id: net.client.chain_id().clone(),
+        nonce: Nonce(nonce),
+        kind: TxKind::RegisterParty(RegisterParty {
+            party: party(keys),
+            role: Role::Patient,
+            encryption_key: keys.encryption_public(),
+            organisation: Organisation::default(),
+        }),
+    };
+    SignedTransaction::sign(&body, &keys.identity)
+}
+
+/// A consent of `patient` for `grantee` over all records, for `purposes`, raw.
+fn consent(patient: &PartyKeys, grantee: &PartyKeys, purposes: &[&str]) -> consent_pb::Consent {
+    consent_pb::Consent {
+        patient: party(patient).to_vec(),
+        grantee: party(grantee).to_vec(),
+        scope: Some(consent_pb::Scope { all_records: true, ..Default::default() }),
+        purposes: purposes.iter().map(|p| p.to_string()).collect(),
+        modes: vec![consent_pb::AccessMode::Raw as i32],
+        not_before_ms: 0,
+        expires_ms: 0,
+    }
+}
+
+/// Encodes a wire body at the author's next nonce and signs it: what a client that bypasses our
+/// validating types sends.
+async fn sign_wire(net: &TestNet, key: &SigningKeyPair, kind: Kind) -> ledger_pb::SignedTransaction {
+    let nonce = bounded(
+        "reading a nonce",
+        net.client.ledger().get_nonce(ledger_pb::GetNonceRequest { author: key.public().as_bytes().to_vec() }),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .into_inner()
+    .next_nonce;
+    let body = ledger_pb::TransactionBody {
+        version: 1,
+        chain_id: net.client.chain_id().to_string(),
+        nonce,
+        kind: Some(kind),
+    }
+    .encode_to_vec();
+    let signature = key.sign(&body).to_bytes().to_vec();
+    ledger_pb::SignedTransaction {
+        body,
+        author: key.public().as_bytes().to_vec(),
+        signature,
+        cosignatures: vec![],
+    }
+}
+
+/// Submits a wire transaction and waits for its outcome.
+async fn submit(
+    net: &TestNet,
+    transaction: ledger_pb::SignedTransaction,
+) -> Result<ledger_pb::SubmitResponse, Status> {
+    let request = ledger_pb::SubmitRequest { transaction: Some(transaction), wait: true };
+    bounded("submitting", net.client.ledger().submit(request))
+        .await
+        .unwrap()
+        .map(tonic::Response::into_inner)
+}
+
+/// Sends a wire access request and waits for its decision.
+async fn request_access(
+    net: &TestNet,
+    transaction: ledger_pb::SignedTransaction,
+) -> Result<access_pb::DecisionResponse, Status> {
+    bounded("requesting access", net.client.access().request_access(transaction))
+        .await
+        .unwrap()
+        .map(tonic::Response::into_inner)
+}
+
+/// Queries the access log with a hand-made signed read.
+async fn query_log(net: &TestNet, read: ledger_pb::SignedRead) -> Result<audit_pb::AccessLogPage, Status> {
+    bounded("querying the access log", net.client.audit().query_access_log(read))
+        .await
+        .unwrap()
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_protobuf_bytes_are_refused_and_the_node_keeps_working() {
+    let net = TestNet::start(0).await.unwrap();
+    let newcomer = new_keys();
+    let request = ledger_pb::SubmitRequest {
+        transaction: Some(registration(&net, &newcomer, 0).to_wire()),
+        wait: true,
+    }
+    .encode_to_vec();
+    let before = net.snapshot().await.unwrap();
+
+    let truncated = request[..request.len() / 2].to_vec();
+    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, truncated).await.unwrap();
+    assert_refused(answer, Code::Internal, &["failed to decode Protobuf message"]);
+    net.assert_unchanged(&before).await.unwrap();
+
+    // The same request, whole, still goes through.
+    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, request).await.unwrap().unwrap();
+    let response = ledger_pb::SubmitResponse::decode(answer.as_slice()).unwrap();
+    assert_eq!(response.status, ledger_pb::TxStatus::Finalized as i32, "{response:?}");
+    assert_eq!(net.snapshot().await.unwrap().height, before.height + 1);
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_bytes_are_refused() {
+    let net = TestNet::start(0).await.unwrap();
+    let before = net.snapshot().await.unwrap();
+    // Field 1 with the invalid wire type 7, then noise.
+    let garbage = b"\x0fnot a protobuf message \xff\xfe\xfd".to_vec();
+    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, garbage).await.unwrap();
+    assert_refused(answer, Code::Internal, &["failed to decode Protobuf message"]);
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_that_does_not_verify_is_refused() {
+    let net = TestNet::start(0).await.unwrap();
+    let newcomer = new_keys();
+    let mut tx = registration(&net, &newcomer, 0).to_wire();
+    tx.signature[10] ^= 0x01;
+    let before = net.snapshot().await.unwrap();
+    assert_refused(submit(&net, tx).await, Code::Unauthenticated, &["signature", "does not verify"]);
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_signature_by_someone_other_than_the_author_is_refused() {
+    let net = TestNet::start(0).await.unwrap();
+    let (claimed, signer) = (new_keys(), new_keys());
+    // Signed by `signer` over a body that registers `claimed`, claiming `claimed` as author.
+    let mut tx = registration(&net, &claimed, 0).to_wire();
+    tx.signature = signer.identity.sign(&tx.body).to_bytes().to_vec();
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        submit(&net, tx).await,
+        Code::Unauthenticated,
+        &["signature", "does not verify", &party(&claimed).short()],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_transaction_and_a_reused_nonce_are_refused() {
+    let net = TestNet::start(0).await.unwrap();
+    let patient = new_keys();
+    let first = registration(&net, &patient, 0);
+    let finalized = submit(&net, first.to_wire()).await.unwrap();
+    assert_eq!(finalized.status, ledger_pb::TxStatus::Finalized as i32);
+    let before = net.snapshot().await.unwrap();
+
+    // The same transaction again.
+    assert_refused(
+        submit(&net, first.to_wire()).await,
+        Code::FailedPrecondition,
+        &["replayed nonce 0", "next nonce is 1"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+
+    // A new transaction at the used nonce.
+    let body = TransactionBody {
+        chain_id: net.client.chain_id().clone(),
+        nonce: Nonce(0),
+        kind: TxKind::RegisterDelegate(RegisterDelegate {
+            delegate: party(&net.insurer),
+            expires: None,
+            revoke: false,
+        }),
+    };
+    let reuse = SignedTransaction::sign(&body, &patient.identity);
+    assert_refused(
+        submit(&net, reuse.to_wire()).await,
+        Code::FailedPrecondition,
+        &["replayed nonce 0", "next nonce is 1"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_purpose_code_in_a_consent_is_refused() {
+    let net = TestNet::start(1).await.unwrap();
+    let patient = &net.patients[0];
+    let kind = Kind::GrantConsent(consent_pb::GrantConsent {
+        consent: Some(consent(patient, &net.insurer, &["HPAYMT", "FOO"])),
+    });
+    let tx = sign_wire(&net, &patient.identity, kind).await;
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        submit(&net, tx).await,
+        Code::InvalidArgument,
+        &["body.grant_consent.consent.purposes[1]", "unknown purpose code `FOO`"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_abstract_purpose_of_use_in_a_consent_is_refused() {
+    let net = TestNet::start(1).await.unwrap();
+    let patient = &net.patients[0];
+    let kind = Kind::GrantConsent(consent_pb::GrantConsent {
+        consent: Some(consent(patient, &net.insurer, &["PurposeOfUse"])),
+    });
+    let tx = sign_wire(&net, &patient.identity, kind).await;
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        submit(&net, tx).await,
+        Code::InvalidArgument,
+        &["body.grant_consent.consent.purposes[0]", "`PurposeOfUse` is an abstract HL7 concept"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+async fn request_for_purpose(net: &TestNet, record: RecordId, purpose: &str) -> ledger_pb::SignedTransaction {
+    let kind = Kind::RequestAccess(access_pb::RequestAccess {
+        record_id: record.to_vec(),
+        purpose: purpose.to_string(),
+        mode: consent_pb::AccessMode::Raw as i32,
+        justification_digest: vec![],
+        query: vec![],
+    });
+    sign_wire(net, &net.insurer.identity, kind).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_purpose_code_in_an_access_request_is_refused() {
+    let net = TestNet::start(1).await.unwrap();
+    let record = net.register_record(&net.patients[0]).await.unwrap();
+    let tx = request_for_purpose(&net, record, "FOO").await;
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        request_access(&net, tx).await,
+        Code::InvalidArgument,
+        &["body.request_access.purpose", "unknown purpose code `FOO`"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_abstract_purpose_of_use_in_an_access_request_is_refused() {
+    let net = TestNet::start(1).await.unwrap();
+    let record = net.register_record(&net.patients[0]).await.unwrap();
+    let tx = request_for_purpose(&net, record, "PurposeOfUse").await;
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        request_access(&net, tx).await,
+        Code::InvalidArgument,
+        &["body.request_access.purpose", "`PurposeOfUse` is an abstract HL7 concept"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consent_signed_by_neither_the_patient_nor_a_delegate_is_refused() {
+    let net = TestNet::start(1).await.unwrap();
+    let patient = &net.patients[0];
+    // The insurer grants itself access to the patient's records.
+    let grant = Consent {
+        patient: party(patient),
+        grantee: party(&net.insurer),
+        scope: Scope::AllRecords,
+        purposes: [Purpose::HPAYMT].into(),
+        modes: [AccessMode::Raw].into(),
+        period: ConsentPeriod::default(),
+    };
+    let tx = bounded("signing", net.client.sign(&net.insurer, TxKind::GrantConsent(grant)))
+        .await
+        .unwrap()
+        .unwrap();
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        submit(&net, tx.to_wire()).await,
+        Code::PermissionDenied,
+        &["not authorized", "is neither the patient", "nor a delegate"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consent_that_expires_before_it_starts_is_refused() {
+    let net = TestNet::start(1).await.unwrap();
+    let patient = &net.patients[0];
+    let start = Timestamp::now().0 + 86_400_000;
+    let grant = Consent {
+        patient: party(patient),
+        grantee: party(&net.insurer),
+        scope: Scope::AllRecords,
+        purposes: [Purpose::HPAYMT].into(),
+        modes: [AccessMode::Raw].into(),
+        period: ConsentPeriod {
+            not_before: Some(Timestamp(start)),
+            expires: Some(Timestamp(start - 1)),
+        },
+    };
+    let tx = bounded("signing", net.client.sign(patient, TxKind::GrantConsent(grant)))
+        .await
+        .unwrap()
+        .unwrap();
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        submit(&net, tx.to_wire()).await,
+        Code::InvalidArgument,
+        &["body.grant_consent.consent.expires_ms", "is not after the start"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_over_the_size_limit_is_refused() {
+    let net = TestNet::start(0).await.unwrap();
+    let author = new_keys();
+    let body = vec![0x2a; 300 * 1024];
+    let tx = ledger_pb::SignedTransaction {
+        signature: author.identity.sign(&body).to_bytes().to_vec(),
+        author: party(&author).to_vec(),
+        body,
+        cosignatures: vec![],
+    };
+    let before = net.snapshot().await.unwrap();
+    // tonic refuses a message over `max_decoding_message_size` with OUT_OF_RANGE.
+    assert_refused(
+        submit(&net, tx).await,
+        Code::OutOfRange,
+        &["message length too large", "the limit is: 262144 bytes"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_for_another_chain_is_refused() {
+    let net = TestNet::start(0).await.unwrap();
+    let newcomer = new_keys();
+    let body = TransactionBody {
+        chain_id: ChainId::parse("another-chain").unwrap(),
+        nonce: Nonce(0),
+        kind: TxKind::RegisterParty(RegisterParty {
+            party: party(&newcomer),
+            role: Role::Patient,
+            encryption_key: random32(),
+            organisation: Organisation::default(),
+        }),
+    };
+    let tx = SignedTransaction::sign(&body, &newcomer.identity);
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        submit(&net, tx.to_wire()).await,
+        Code::InvalidArgument,
+        &["another-chain", net.client.chain_id().as_str()],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_read_with_a_stale_timestamp_is_refused() {
+    let net = TestNet::start(0).await.unwrap();
+    let ten_minutes_ago = Timestamp(Timestamp::now().0 - 10 * 60 * 1000);
+    let read = SignedRead::sign(
+        net.client.chain_id(),
+        QUERY_ACCESS_LOG,
+        ten_minutes_ago,
+        &audit_pb::AccessLogQuery::default(),
+        &net.auditor.identity,
+    );
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        query_log(&net, read).await,
+        Code::InvalidArgument,
+        &["body.issued_at_ms", "away from the node's clock"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_read_signed_for_another_method_is_refused() {
+    let net = TestNet::start(0).await.unwrap();
+    let read = SignedRead::sign(
+        net.client.chain_id(),
+        LIST_CONSENTS,
+        Timestamp::now(),
+        &audit_pb::AccessLogQuery::default(),
+        &net.auditor.identity,
+    );
+    let before = net.snapshot().await.unwrap();
+    assert_refused(
+        query_log(&net, read).await,
+        Code::InvalidArgument,
+        &["body.method", LIST_CONSENTS, QUERY_ACCESS_LOG],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
