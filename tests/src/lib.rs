@@ -130,7 +130,8 @@ impl TestNet {
     pub async fn start(patients: usize) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let validator = new_keys();
-        let (hospital, insurer, advertiser, auditor) = (new_keys(), new_keys(), new_keys(), new_keys());
+        let (hospital, insurer, advertiser, auditor) =
+            (new_keys(), new_keys(), new_keys(), new_keys());
         let genesis = Genesis {
             chain_id: ChainId::parse(CHAIN_ID)?,
             genesis_time_ms: Timestamp::now().0,
@@ -157,7 +158,10 @@ impl TestNet {
             ("advertiser", &advertiser),
             ("auditor", &auditor),
         ] {
-            write_json(&dir.path().join(format!("{name}.key.json")), &keys.to_file())?;
+            write_json(
+                &dir.path().join(format!("{name}.key.json")),
+                &keys.to_file(),
+            )?;
         }
         let mut config = NodeConfig::new(genesis_path, dir.path().join("data"), key_path);
         config.listen = "127.0.0.1:0".parse()?;
@@ -201,7 +205,9 @@ impl TestNet {
 
     /// `http://ADDR` of the running node.
     pub fn endpoint(&self) -> String {
-        self.node.as_ref().map_or_else(String::new, |n| format!("http://{}", n.addr))
+        self.node
+            .as_ref()
+            .map_or_else(String::new, |n| format!("http://{}", n.addr))
     }
 
     /// The genesis validator set: what a light client trusts.
@@ -300,7 +306,11 @@ impl TestNet {
         if let Some(node) = self.node.take() {
             bounded("stopping the node", node.stop()).await??;
         }
-        let node = bounded("restarting the node", custos_node::start(self.config.clone())).await??;
+        let node = bounded(
+            "restarting the node",
+            custos_node::start(self.config.clone()),
+        )
+        .await??;
         self.client = Self::connect(&node).await?;
         self.node = Some(node);
         Ok(())

@@ -17,10 +17,11 @@ fn normal_custos_deps(manifest: &str) -> BTreeSet<String> {
             in_deps = line == "[dependencies]";
             continue;
         }
-        if in_deps && line.starts_with("custos-") {
-            if let Some(name) = line.split(['=', '.', ' ']).next() {
-                deps.insert(name.to_string());
-            }
+        if in_deps
+            && line.starts_with("custos-")
+            && let Some(name) = line.split(['=', '.', ' ']).next()
+        {
+            deps.insert(name.to_string());
         }
     }
     deps

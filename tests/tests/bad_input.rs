@@ -29,7 +29,11 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, nam
     };
     assert_eq!(status.code(), code, "status: {status:?}");
     for name in names {
-        assert!(status.message().contains(name), "`{}` does not name `{name}`", status.message());
+        assert!(
+            status.message().contains(name),
+            "`{}` does not name `{name}`",
+            status.message()
+        );
     }
 }
 
@@ -53,7 +57,10 @@ fn consent(patient: &PartyKeys, grantee: &PartyKeys, purposes: &[&str]) -> conse
     consent_pb::Consent {
         patient: party(patient).to_vec(),
         grantee: party(grantee).to_vec(),
-        scope: Some(consent_pb::Scope { all_records: true, ..Default::default() }),
+        scope: Some(consent_pb::Scope {
+            all_records: true,
+            ..Default::default()
+        }),
         purposes: purposes.iter().map(|p| p.to_string()).collect(),
         modes: vec![consent_pb::AccessMode::Raw as i32],
         not_before_ms: 0,
@@ -63,14 +70,20 @@ fn consent(patient: &PartyKeys, grantee: &PartyKeys, purposes: &[&str]) -> conse
 
 /// Encodes a wire body at the author's next nonce and signs it: what a client that bypasses our
 /// validating types sends.
-async fn sign_wire(net: &TestNet, key: &SigningKeyPair, kind: Kind) -> ledger_pb::SignedTransaction {
+async fn sign_wire(
+    net: &TestNet,
+    key: &SigningKeyPair,
+    kind: Kind,
+) -> ledger_pb::SignedTransaction {
     let nonce = bounded(
         "reading a nonce",
-        net.client.ledger().get_nonce(ledger_pb::GetNonceRequest { author: key.public().as_bytes().to_vec() }),
+        net.client.ledger().get_nonce(ledger_pb::GetNonceRequest {
+            author: key.public().as_bytes().to_vec(),
+        }),
     )
     .await
-    .unwrap()
-    .unwrap()
+    .expect("the node answers in time")
+    .expect("the node tells a nonce")
     .into_inner()
     .next_nonce;
     let body = ledger_pb::TransactionBody {
@@ -94,10 +107,13 @@ async fn submit(
     net: &TestNet,
     transaction: ledger_pb::SignedTransaction,
 ) -> Result<ledger_pb::SubmitResponse, Status> {
-    let request = ledger_pb::SubmitRequest { transaction: Some(transaction), wait: true };
+    let request = ledger_pb::SubmitRequest {
+        transaction: Some(transaction),
+        wait: true,
+    };
     bounded("submitting", net.client.ledger().submit(request))
         .await
-        .unwrap()
+        .expect("the node answers in time")
         .map(tonic::Response::into_inner)
 }
 
@@ -106,18 +122,27 @@ async fn request_access(
     net: &TestNet,
     transaction: ledger_pb::SignedTransaction,
 ) -> Result<access_pb::DecisionResponse, Status> {
-    bounded("requesting access", net.client.access().request_access(transaction))
-        .await
-        .unwrap()
-        .map(tonic::Response::into_inner)
+    bounded(
+        "requesting access",
+        net.client.access().request_access(transaction),
+    )
+    .await
+    .expect("the node answers in time")
+    .map(tonic::Response::into_inner)
 }
 
 /// Queries the access log with a hand-made signed read.
-async fn query_log(net: &TestNet, read: ledger_pb::SignedRead) -> Result<audit_pb::AccessLogPage, Status> {
-    bounded("querying the access log", net.client.audit().query_access_log(read))
-        .await
-        .unwrap()
-        .map(tonic::Response::into_inner)
+async fn query_log(
+    net: &TestNet,
+    read: ledger_pb::SignedRead,
+) -> Result<audit_pb::AccessLogPage, Status> {
+    bounded(
+        "querying the access log",
+        net.client.audit().query_access_log(read),
+    )
+    .await
+    .expect("the node answers in time")
+    .map(tonic::Response::into_inner)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,14 +157,27 @@ async fn truncated_protobuf_bytes_are_refused_and_the_node_keeps_working() {
     let before = net.snapshot().await.unwrap();
 
     let truncated = request[..request.len() / 2].to_vec();
-    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, truncated).await.unwrap();
-    assert_refused(answer, Code::Internal, &["failed to decode Protobuf message"]);
+    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, truncated)
+        .await
+        .unwrap();
+    assert_refused(
+        answer,
+        Code::Internal,
+        &["failed to decode Protobuf message"],
+    );
     net.assert_unchanged(&before).await.unwrap();
 
     // The same request, whole, still goes through.
-    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, request).await.unwrap().unwrap();
+    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, request)
+        .await
+        .unwrap()
+        .unwrap();
     let response = ledger_pb::SubmitResponse::decode(answer.as_slice()).unwrap();
-    assert_eq!(response.status, ledger_pb::TxStatus::Finalized as i32, "{response:?}");
+    assert_eq!(
+        response.status,
+        ledger_pb::TxStatus::Finalized as i32,
+        "{response:?}"
+    );
     assert_eq!(net.snapshot().await.unwrap().height, before.height + 1);
     net.stop().await.unwrap();
 }
@@ -150,8 +188,14 @@ async fn garbage_bytes_are_refused() {
     let before = net.snapshot().await.unwrap();
     // Field 1 with the invalid wire type 7, then noise.
     let garbage = b"\x0fnot a protobuf message \xff\xfe\xfd".to_vec();
-    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, garbage).await.unwrap();
-    assert_refused(answer, Code::Internal, &["failed to decode Protobuf message"]);
+    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, garbage)
+        .await
+        .unwrap();
+    assert_refused(
+        answer,
+        Code::Internal,
+        &["failed to decode Protobuf message"],
+    );
     net.assert_unchanged(&before).await.unwrap();
     net.stop().await.unwrap();
 }
@@ -163,7 +207,11 @@ async fn a_signature_that_does_not_verify_is_refused() {
     let mut tx = registration(&net, &newcomer, 0).to_wire();
     tx.signature[10] ^= 0x01;
     let before = net.snapshot().await.unwrap();
-    assert_refused(submit(&net, tx).await, Code::Unauthenticated, &["signature", "does not verify"]);
+    assert_refused(
+        submit(&net, tx).await,
+        Code::Unauthenticated,
+        &["signature", "does not verify"],
+    );
     net.assert_unchanged(&before).await.unwrap();
     net.stop().await.unwrap();
 }
@@ -234,7 +282,10 @@ async fn an_unknown_purpose_code_in_a_consent_is_refused() {
     assert_refused(
         submit(&net, tx).await,
         Code::InvalidArgument,
-        &["body.grant_consent.consent.purposes[1]", "unknown purpose code `FOO`"],
+        &[
+            "body.grant_consent.consent.purposes[1]",
+            "unknown purpose code `FOO`",
+        ],
     );
     net.assert_unchanged(&before).await.unwrap();
     net.stop().await.unwrap();
@@ -252,13 +303,20 @@ async fn the_abstract_purpose_of_use_in_a_consent_is_refused() {
     assert_refused(
         submit(&net, tx).await,
         Code::InvalidArgument,
-        &["body.grant_consent.consent.purposes[0]", "`PurposeOfUse` is an abstract HL7 concept"],
+        &[
+            "body.grant_consent.consent.purposes[0]",
+            "`PurposeOfUse` is an abstract HL7 concept",
+        ],
     );
     net.assert_unchanged(&before).await.unwrap();
     net.stop().await.unwrap();
 }
 
-async fn request_for_purpose(net: &TestNet, record: RecordId, purpose: &str) -> ledger_pb::SignedTransaction {
+async fn request_for_purpose(
+    net: &TestNet,
+    record: RecordId,
+    purpose: &str,
+) -> ledger_pb::SignedTransaction {
     let kind = Kind::RequestAccess(access_pb::RequestAccess {
         record_id: record.to_vec(),
         purpose: purpose.to_string(),
@@ -293,7 +351,10 @@ async fn the_abstract_purpose_of_use_in_an_access_request_is_refused() {
     assert_refused(
         request_access(&net, tx).await,
         Code::InvalidArgument,
-        &["body.request_access.purpose", "`PurposeOfUse` is an abstract HL7 concept"],
+        &[
+            "body.request_access.purpose",
+            "`PurposeOfUse` is an abstract HL7 concept",
+        ],
     );
     net.assert_unchanged(&before).await.unwrap();
     net.stop().await.unwrap();
@@ -312,10 +373,13 @@ async fn a_consent_signed_by_neither_the_patient_nor_a_delegate_is_refused() {
         modes: [AccessMode::Raw].into(),
         period: ConsentPeriod::default(),
     };
-    let tx = bounded("signing", net.client.sign(&net.insurer, TxKind::GrantConsent(grant)))
-        .await
-        .unwrap()
-        .unwrap();
+    let tx = bounded(
+        "signing",
+        net.client.sign(&net.insurer, TxKind::GrantConsent(grant)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let before = net.snapshot().await.unwrap();
     assert_refused(
         submit(&net, tx.to_wire()).await,
@@ -342,15 +406,21 @@ async fn a_consent_that_expires_before_it_starts_is_refused() {
             expires: Some(Timestamp(start - 1)),
         },
     };
-    let tx = bounded("signing", net.client.sign(patient, TxKind::GrantConsent(grant)))
-        .await
-        .unwrap()
-        .unwrap();
+    let tx = bounded(
+        "signing",
+        net.client.sign(patient, TxKind::GrantConsent(grant)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let before = net.snapshot().await.unwrap();
     assert_refused(
         submit(&net, tx.to_wire()).await,
         Code::InvalidArgument,
-        &["body.grant_consent.consent.expires_ms", "is not after the start"],
+        &[
+            "body.grant_consent.consent.expires_ms",
+            "is not after the start",
+        ],
     );
     net.assert_unchanged(&before).await.unwrap();
     net.stop().await.unwrap();

@@ -4,19 +4,21 @@
 //! no generated Rust type is on the request path.
 
 use custos_proto::consent::v1 as consent_pb;
-use custos_tests::{SUBMIT_PATH, TestNet, raw_unary, random32};
+use custos_tests::{SUBMIT_PATH, TestNet, random32, raw_unary};
 use ed25519_dalek::{Signer, SigningKey};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, Value};
 
 fn proto_pool() -> DescriptorPool {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
-    let files = protox::compile(["custos/ledger/v1/ledger.proto"], [root]).expect("proto/ compiles");
+    let files =
+        protox::compile(["custos/ledger/v1/ledger.proto"], [root]).expect("proto/ compiles");
     DescriptorPool::from_file_descriptor_set(files).expect("a consistent descriptor pool")
 }
 
 fn message(pool: &DescriptorPool, name: &str) -> MessageDescriptor {
-    pool.get_message_by_name(name).unwrap_or_else(|| panic!("{name} is in proto/"))
+    pool.get_message_by_name(name)
+        .unwrap_or_else(|| panic!("{name} is in proto/"))
 }
 
 fn enum_value(pool: &DescriptorPool, name: &str, value: &str) -> i32 {
@@ -28,7 +30,11 @@ fn enum_value(pool: &DescriptorPool, name: &str, value: &str) -> i32 {
 
 fn set(message: &mut DynamicMessage, field: &str, value: Value) {
     let descriptor = message.descriptor();
-    assert!(descriptor.get_field_by_name(field).is_some(), "{} has no field {field}", descriptor.full_name());
+    assert!(
+        descriptor.get_field_by_name(field).is_some(),
+        "{} has no field {field}",
+        descriptor.full_name()
+    );
     message.set_field_by_name(field, value);
 }
 
@@ -55,7 +61,11 @@ async fn a_patient_registered_by_a_generic_protobuf_encoder_is_finalized_and_vis
 
     let mut body = DynamicMessage::new(message(&pool, "custos.ledger.v1.TransactionBody"));
     set(&mut body, "version", Value::U32(1));
-    set(&mut body, "chain_id", Value::String(net.client.chain_id().to_string()));
+    set(
+        &mut body,
+        "chain_id",
+        Value::String(net.client.chain_id().to_string()),
+    );
     // A new author's first nonce.
     set(&mut body, "nonce", Value::U64(0));
     set(&mut body, "register_party", Value::Message(register));
@@ -74,21 +84,33 @@ async fn a_patient_registered_by_a_generic_protobuf_encoder_is_finalized_and_vis
         .await
         .unwrap()
         .unwrap_or_else(|status| panic!("the node refused the transaction: {status:?}"));
-    let response =
-        DynamicMessage::decode(message(&pool, "custos.ledger.v1.SubmitResponse"), answer.as_slice())
-            .unwrap();
+    let response = DynamicMessage::decode(
+        message(&pool, "custos.ledger.v1.SubmitResponse"),
+        answer.as_slice(),
+    )
+    .unwrap();
     let finalized = enum_value(&pool, "custos.ledger.v1.TxStatus", "TX_STATUS_FINALIZED");
     assert_eq!(
-        response.get_field_by_name("status").and_then(|v| v.as_enum_number()),
+        response
+            .get_field_by_name("status")
+            .and_then(|v| v.as_enum_number()),
         Some(finalized),
         "{response:?}"
     );
-    assert!(response.get_field_by_name("height").and_then(|v| v.as_u64()).unwrap_or(0) > 0);
+    assert!(
+        response
+            .get_field_by_name("height")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+            > 0
+    );
 
     let party = net
         .client
         .consent()
-        .get_party(consent_pb::GetPartyRequest { party: public.to_vec() })
+        .get_party(consent_pb::GetPartyRequest {
+            party: public.to_vec(),
+        })
         .await
         .unwrap()
         .into_inner();

@@ -278,7 +278,7 @@ pub(crate) async fn run_patient(cmd: PatientCommand, out: &Output) -> anyhow::Re
             expires,
             on_behalf_of,
         } => {
-            let (client, keys) = connect(&conn).await?;
+            let keys = custos_node::load_keys(&conn.key)?;
             let patient = match on_behalf_of {
                 Some(p) => party_arg(&p, "--on-behalf-of")?,
                 None => PartyId(keys.public()),
@@ -330,6 +330,7 @@ pub(crate) async fn run_patient(cmd: PatientCommand, out: &Output) -> anyhow::Re
                     .collect::<anyhow::Result<BTreeSet<_>>>()?,
                 period,
             };
+            let client = Client::connect(&conn.node).await?;
             let r = client.submit(&keys, TxKind::GrantConsent(consent)).await?;
             let id = hex::encode(&r.tx_id);
             out.result(
@@ -478,7 +479,7 @@ pub(crate) async fn run_partner(cmd: PartnerCommand, out: &Output) -> anyhow::Re
             mode,
             justification,
         } => {
-            let (client, keys) = connect(&conn).await?;
+            // Arguments are checked before anything goes over the network.
             let request = RequestAccess {
                 record_id: RecordId(hash_arg(&record, "--record")?),
                 purpose: purpose_arg(&purpose, "--purpose")?,
@@ -486,6 +487,7 @@ pub(crate) async fn run_partner(cmd: PartnerCommand, out: &Output) -> anyhow::Re
                 justification_digest: justification.map(|j| sha256(j.as_bytes())),
                 query: vec![],
             };
+            let (client, keys) = connect(&conn).await?;
             let response = client.request_access(&keys, request).await?;
             let decision = decode_decision(response.decision)?;
             out.result(

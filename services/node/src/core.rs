@@ -49,6 +49,8 @@ pub struct BlockEvent {
 
 struct Inner {
     machine: StateMachine,
+    // Genesis state items, persisted with the first block (the store holds only blocks).
+    genesis_items: Vec<custos_consent::StateChange>,
     tree: MerkleTree,
     tip: Option<BlockHeader>,
 }
@@ -123,7 +125,16 @@ impl LedgerCore {
             genesis,
             validators,
             store,
-            inner: Mutex::new(Inner { machine, tree, tip }),
+            inner: Mutex::new(Inner {
+                genesis_items: if tip.is_none() {
+                    machine.items().into_iter().map(|(k, v)| (k, Some(v))).collect()
+                } else {
+                    Vec::new()
+                },
+                machine,
+                tree,
+                tip,
+            }),
             events,
         })
     }
@@ -287,7 +298,13 @@ impl LedgerCore {
         }
         let mut write = proposed.write;
         write.block.certificate = certificate;
-        write.state_changes = inner.machine.take_changes();
+        let mut changes = if write.block.header.height == 1 {
+            inner.genesis_items.clone()
+        } else {
+            Vec::new()
+        };
+        changes.extend(inner.machine.take_changes());
+        write.state_changes = changes;
         let transactions = write.transactions.clone();
         let first_entry = write.block.first_entry;
         if let Err(e) = self.store.commit_block(write) {
@@ -297,6 +314,7 @@ impl LedgerCore {
             return Err(e.into());
         }
         inner.tip = Some(proposed.header.clone());
+        inner.genesis_items.clear();
         drop(inner);
         let _ = self.events.send(BlockEvent {
             header: proposed.header,

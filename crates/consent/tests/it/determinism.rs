@@ -6,8 +6,8 @@ use custos_consent::{BlockContext, StateMachine, TxError};
 use custos_crypto::SigningKeyPair;
 use custos_types::tx::{ConfirmRelease, RegisterDelegate, RequestAccess};
 use custos_types::{
-    AccessMode, ConsentId, EntryKind, Height, RecordId, RequestId, Scope, SignedTransaction,
-    Timestamp, TxKind,
+    AccessMode, ConsentId, EntryKind, Height, PartyId, RecordId, RequestId, Scope,
+    SignedTransaction, Timestamp, TxKind,
 };
 use proptest::prelude::*;
 
@@ -228,8 +228,9 @@ enum Op {
         start: Option<i64>,
         end: Option<i64>,
     },
+    /// `by: None`: the consent's patient.
     Revoke {
-        by: usize,
+        by: Option<usize>,
         pick: usize,
     },
     Delegate {
@@ -254,8 +255,9 @@ enum Op {
         mode: usize,
         exact: bool,
     },
+    /// `by: None`: the custodian of the request's record.
     Release {
-        by: usize,
+        by: Option<usize>,
         pick: usize,
     },
     Erase {
@@ -290,7 +292,7 @@ fn sometimes<S: Strategy>(one_in: u32, s: S) -> impl Strategy<Value = Option<S::
 
 fn op() -> impl Strategy<Value = Op> {
     let grant = (
-        (0..12usize, 0..3usize, 0..9usize),
+        (0..36usize, 0..3usize, 0..9usize),
         (0..6u8, 0..5usize),
         (0..10usize, 0..10usize, 1..8u8),
         (
@@ -301,7 +303,7 @@ fn op() -> impl Strategy<Value = Op> {
         .prop_map(
             |((by, patient, grantee), (scope, record), (p1, p2, modes), (start, end))| {
                 Op::Grant {
-                    // Mostly the patient; sometimes someone else (a delegate, or refused).
+                    // Three times in four the patient; else anyone (a delegate, or refused).
                     by: if by >= 9 { 5 + patient } else { by },
                     patient,
                     grantee,
@@ -338,12 +340,12 @@ fn op() -> impl Strategy<Value = Op> {
         });
     prop_oneof![
         5 => grant,
-        2 => (0..9usize, any::<usize>()).prop_map(|(by, pick)| Op::Revoke { by, pick }),
+        2 => (sometimes(3, 0..9usize), any::<usize>()).prop_map(|(by, pick)| Op::Revoke { by, pick }),
         1 => (0..3usize, 0..9usize, proptest::bool::weighted(0.25), sometimes(2, 1i64..6_000))
             .prop_map(|(patient, delegate, revoke, ttl)| Op::Delegate { patient, delegate, revoke, ttl }),
-        3 => request,
+        2 => request,
         5 => use_consent,
-        2 => (0..9usize, any::<usize>()).prop_map(|(by, pick)| Op::Release { by, pick }),
+        2 => (sometimes(3, 0..9usize), any::<usize>()).prop_map(|(by, pick)| Op::Release { by, pick }),
         1 => (0..9usize, 0..5usize, any::<bool>()).prop_map(|(by, record, legal)| Op::Erase { by, record, legal }),
         1 => (0..9usize, 0..5usize, 0..3usize, 0..2usize)
             .prop_map(|(by, record, owner, category)| Op::Register { by, record, owner, category }),
@@ -356,7 +358,12 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// Blocks: each a time step in milliseconds and its ops.
 fn blocks() -> impl Strategy<Value = Vec<(i64, Vec<Op>)>> {
-    proptest::collection::vec((0i64..3_000, proptest::collection::vec(op(), 0..10)), 1..8)
+    proptest::collection::vec((0i64..3_000, proptest::collection::vec(op(), 0..12)), 1..8)
+}
+
+/// The key of `who` among `keys`.
+fn find<'a>(keys: &[&'a SigningKeyPair], who: Option<PartyId>) -> Option<&'a SigningKeyPair> {
+    keys.iter().find(|k| Some(party(k)) == who).copied()
 }
 
 fn purpose_of(i: usize) -> custos_types::Purpose {
@@ -367,6 +374,7 @@ fn purpose_of(i: usize) -> custos_types::Purpose {
 #[derive(Default)]
 struct Seen {
     consents: Vec<ConsentId>,
+    granted: Vec<ConsentId>,
     requests: Vec<RequestId>,
 }
 
@@ -430,7 +438,12 @@ fn materialize(
         }
         Op::Revoke { by, pick: i } => {
             let id = pick(&seen.consents, i, ConsentId(digest("unknown consent")));
-            signed(actors[by], TxKind::RevokeConsent(id))
+            let patient = sm.consent(&id).map(|s| s.consent.patient);
+            let by = by
+                .map(|b| actors[b])
+                .or_else(|| find(&actors, patient))
+                .unwrap_or(actors[5]);
+            signed(by, TxKind::RevokeConsent(id))
         }
         Op::Delegate {
             patient,
@@ -463,30 +476,53 @@ fn materialize(
             mode,
             exact,
         } => {
-            let grant = pick(&seen.consents, i, ConsentId(digest("unknown consent")));
-            let (requester, purpose, mode) = match sm.consent(&grant) {
+            let grant = pick(&seen.granted, i, ConsentId(digest("unknown consent")));
+            let (requester, purpose, mode, record_id) = match sm.consent(&grant) {
                 Some(state) => {
                     let c = &state.consent;
-                    let requester = actors.iter().find(|k| party(k) == c.grantee).copied();
+                    let requester = find(&actors, Some(c.grantee));
                     let (p, m) = match (exact, c.purposes.first(), c.modes.first()) {
                         (true, Some(p), Some(m)) => (*p, *m),
                         _ => (purpose_of(purpose), MODES[mode]),
                     };
-                    (requester.unwrap_or(actors[0]), p, m)
+                    // One of the patient's records, if the pool holds any.
+                    let owned: Vec<RecordId> = pool
+                        .into_iter()
+                        .filter(|r| sm.record(r).is_some_and(|r| r.owner == c.patient))
+                        .collect();
+                    (
+                        requester.unwrap_or(actors[0]),
+                        p,
+                        m,
+                        pick(&owned, record, pool[record]),
+                    )
                 }
-                None => (actors[i % actors.len()], purpose_of(purpose), MODES[mode]),
+                None => (
+                    actors[i % actors.len()],
+                    purpose_of(purpose),
+                    MODES[mode],
+                    pool[record],
+                ),
             };
             let request = RequestAccess {
                 purpose,
                 mode,
-                ..access(pool[record], "TREAT", AccessMode::Raw)
+                ..access(record_id, "TREAT", AccessMode::Raw)
             };
             signed(requester, TxKind::RequestAccess(request))
         }
         Op::Release { by, pick: i } => {
             let request_id = pick(&seen.requests, i, RequestId(digest("unknown request")));
+            let record = sm
+                .request(&request_id)
+                .and_then(|r| sm.record(&r.record_id));
+            let custodian = record.map(|r| r.custodian);
+            let by = by
+                .map(|b| actors[b])
+                .or_else(|| find(&actors, custodian))
+                .unwrap_or(actors[0]);
             signed(
-                actors[by],
+                by,
                 TxKind::ConfirmRelease(ConfirmRelease {
                     request_id,
                     release_digest: digest("released"),
@@ -599,7 +635,12 @@ fn run_and_check(plan: &[(i64, Vec<Op>)]) -> Result<Vec<Block>, TestCaseError> {
                 }
             }
             match tx.body().kind {
-                TxKind::GrantConsent(_) => seen.consents.push(ConsentId(tx.id().0)),
+                TxKind::GrantConsent(_) => {
+                    seen.consents.push(ConsentId(tx.id().0));
+                    if outcome.is_ok() {
+                        seen.granted.push(ConsentId(tx.id().0));
+                    }
+                }
                 TxKind::RequestAccess(_) => seen.requests.push(RequestId(tx.id().0)),
                 _ => {}
             }
@@ -630,14 +671,6 @@ proptest! {
     #[test]
     fn the_same_blocks_applied_to_two_fresh_machines_give_the_same_roots_and_entries(plan in blocks()) {
         let recorded = run_and_check(&plan)?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/stats.txt").unwrap();
-            for b in &recorded { for (tx, o) in b.txs.iter().zip(&b.outcomes) {
-                let what = match o { Ok(e) => match e.get(1) { Some(EntryKind::Decision(d)) => format!("ok:{}", d.reason), _ => "ok".into() }, Err(e) => format!("err:{:?}", e.class()) };
-                writeln!(f, "{} {}", tx.body().kind.name(), what).unwrap();
-            }}
-        }
         // Replay the recorded transactions on a second fresh machine.
         let mut other = Ledger::new().sm;
         for block in &recorded {
