@@ -9,7 +9,7 @@
 //! - the genesis and key files (JSON), written where a real deployment would keep them;
 //! - a node started in-process on `127.0.0.1:0` with a short block interval, and a
 //!   [`Client`] connected to it;
-//! - `n` patients, each registered by a self-signed `RegisterParty` transaction.
+//! - as many patients as asked for, each registered by a self-signed `RegisterParty` transaction.
 //!
 //! Helpers then register records, grant consents, take [`ChainSnapshot`]s and restart the node
 //! on the same data folder. Raw gRPC calls ([`raw_unary`], over [`RawCodec`]) send bytes that no
@@ -84,6 +84,18 @@ pub struct ChainSnapshot {
     pub log_root: Vec<u8>,
     /// Root of the consent state (empty before the first block).
     pub state_root: Vec<u8>,
+}
+
+impl ChainSnapshot {
+    /// The snapshot part of a status.
+    pub fn of(status: &ledger_pb::ChainStatus) -> Self {
+        ChainSnapshot {
+            height: status.height,
+            log_size: status.log_size,
+            log_root: status.log_root.clone(),
+            state_root: status.state_root.clone(),
+        }
+    }
 }
 
 /// A one-node consortium with four organisations and some patients. See the crate docs.
@@ -277,20 +289,14 @@ impl TestNet {
 
     /// Height, log size, log root and state root, as the node reports them now.
     pub async fn snapshot(&self) -> anyhow::Result<ChainSnapshot> {
-        let s = self.status().await?;
-        Ok(ChainSnapshot {
-            height: s.height,
-            log_size: s.log_size,
-            log_root: s.log_root,
-            state_root: s.state_root,
-        })
+        Ok(ChainSnapshot::of(&self.status().await?))
     }
 
     /// Fails unless the chain is still at `before` with nothing pending: what a refused
     /// request must leave behind.
     pub async fn assert_unchanged(&self, before: &ChainSnapshot) -> anyhow::Result<()> {
         let status = self.status().await?;
-        let now = self.snapshot().await?;
+        let now = ChainSnapshot::of(&status);
         if &now != before {
             bail!("the chain changed: before {before:?}, now {now:?}");
         }

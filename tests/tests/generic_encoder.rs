@@ -4,7 +4,7 @@
 //! no generated Rust type is on the request path.
 
 use custos_proto::consent::v1 as consent_pb;
-use custos_tests::{SUBMIT_PATH, TestNet, random32, raw_unary};
+use custos_tests::{SUBMIT_PATH, TestNet, bounded, random32, raw_unary};
 use ed25519_dalek::{Signer, SigningKey};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, Value};
@@ -105,13 +105,12 @@ async fn a_patient_registered_by_a_generic_protobuf_encoder_is_finalized_and_vis
             > 0
     );
 
-    let party = net
-        .client
-        .consent()
-        .get_party(consent_pb::GetPartyRequest {
-            party: public.to_vec(),
-        })
+    let request = consent_pb::GetPartyRequest {
+        party: public.to_vec(),
+    };
+    let party = bounded("reading the party", net.client.consent().get_party(request))
         .await
+        .unwrap()
         .unwrap()
         .into_inner();
     assert_eq!(party.party, public.to_vec());

@@ -21,7 +21,7 @@ pub enum ErrorClass {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
     /// The body names another chain.
-    #[error("transaction is for chain `{got}`, this is `{expected}`")]
+    #[error("body.chain_id: transaction is for chain `{got}`, this is `{expected}`")]
     WrongChain {
         /// This chain.
         expected: String,

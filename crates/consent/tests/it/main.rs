@@ -8,6 +8,7 @@ mod break_glass;
 mod decisions;
 mod determinism;
 mod fixture;
+mod governance;
 mod pinned;
 mod registration;
 mod release;
