@@ -63,14 +63,24 @@ fn architecture_graph_matches_the_cargo_manifests() {
         }
     }
     let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
-    let graph = doc.split("```mermaid").nth(1).and_then(|s| s.split("```").next()).unwrap();
+    let graph = doc
+        .split("```mermaid")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .unwrap();
     let drawn: BTreeSet<(String, String)> = graph
         .lines()
         .filter_map(|l| l.trim().split_once(" --> "))
         .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
         .collect();
-    assert_eq!(drawn, declared, "ARCHITECTURE.md's mermaid graph differs from the manifests");
+    assert_eq!(
+        drawn, declared,
+        "ARCHITECTURE.md's mermaid graph differs from the manifests"
+    );
     for name in &crates {
-        assert!(doc.contains(&format!("`{name}`")), "ARCHITECTURE.md does not list {name}");
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "ARCHITECTURE.md does not list {name}"
+        );
     }
 }

@@ -127,7 +127,11 @@ impl LedgerCore {
             store,
             inner: Mutex::new(Inner {
                 genesis_items: if tip.is_none() {
-                    machine.items().into_iter().map(|(k, v)| (k, Some(v))).collect()
+                    machine
+                        .items()
+                        .into_iter()
+                        .map(|(k, v)| (k, Some(v)))
+                        .collect()
                 } else {
                     Vec::new()
                 },

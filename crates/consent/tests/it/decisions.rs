@@ -1,6 +1,7 @@
 //! The decision rule: one scenario per reason a request is granted or denied.
 
-use custos_types::{AccessMode, ConsentId, DecisionReason, Height, Timestamp, TxKind};
+use custos_types::tx::RegisterParty;
+use custos_types::{AccessMode, ConsentId, DecisionReason, Height, Role, Timestamp, TxKind};
 
 use crate::fixture::*;
 
@@ -343,6 +344,33 @@ fn an_auditor_request_is_denied_with_not_authorized_even_with_a_consent() {
         consent(party(&c.alice), party(&c.auditor), &["HOPERAT"], &[RAW]),
     );
     let d = l.ask(&c.auditor, alice_lab(), "HOPERAT", RAW);
+    assert_eq!(
+        (d.reason, d.consent_id),
+        (DecisionReason::NotAuthorized, None)
+    );
+}
+
+#[test]
+fn a_validator_operator_request_is_denied_with_not_authorized_even_with_a_consent() {
+    let (mut l, c) = scene();
+    let operator = key(40);
+    let mut register = l.tx(
+        &operator,
+        TxKind::RegisterParty(RegisterParty {
+            party: party(&operator),
+            role: Role::ValidatorOperator,
+            encryption_key: encryption_key(&operator),
+            organisation: organisation("node-ops"),
+        }),
+    );
+    register.cosign(&c.hospital);
+    register.cosign(&c.clinic);
+    l.apply_signed(&register);
+    l.grant(
+        &c.alice,
+        consent(party(&c.alice), party(&operator), &["HOPERAT"], &[RAW]),
+    );
+    let d = l.ask(&operator, alice_lab(), "HOPERAT", RAW);
     assert_eq!(
         (d.reason, d.consent_id),
         (DecisionReason::NotAuthorized, None)

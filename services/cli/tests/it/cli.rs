@@ -6,8 +6,16 @@ use crate::custos;
 fn key_files_are_written_0600_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alice.key");
-    let out = custos().args(["keys", "generate", "--out"]).arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = custos()
+        .args(["keys", "generate", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -15,7 +23,11 @@ fn key_files_are_written_0600_and_never_overwritten() {
         assert_eq!(mode, 0o600);
     }
     let before = std::fs::read(&path).unwrap();
-    let again = custos().args(["keys", "generate", "--out"]).arg(&path).output().unwrap();
+    let again = custos()
+        .args(["keys", "generate", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
     assert_eq!(std::fs::read(&path).unwrap(), before);
@@ -25,8 +37,19 @@ fn key_files_are_written_0600_and_never_overwritten() {
 fn keys_show_prints_json_with_the_public_keys_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.key");
-    assert!(custos().args(["keys", "generate", "--out"]).arg(&path).status().unwrap().success());
-    let out = custos().args(["--json", "keys", "show", "--key"]).arg(&path).output().unwrap();
+    assert!(
+        custos()
+            .args(["keys", "generate", "--out"])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = custos()
+        .args(["--json", "keys", "show", "--key"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["public_key"].as_str().unwrap().len(), 64);
@@ -38,31 +61,59 @@ fn keys_show_prints_json_with_the_public_keys_only() {
 fn an_unknown_purpose_is_a_clear_error_with_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.key");
-    assert!(custos().args(["keys", "generate", "--out"]).arg(&path).status().unwrap().success());
+    assert!(
+        custos()
+            .args(["keys", "generate", "--out"])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = custos()
-        .args(["partner", "request", "--node", "http://127.0.0.1:9", "--key"])
+        .args([
+            "partner",
+            "request",
+            "--node",
+            "http://127.0.0.1:9",
+            "--key",
+        ])
         .arg(&path)
         .args(["--record", &"ab".repeat(32), "--purpose", "PurposeOfUse"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--purpose") && err.contains("abstract"), "{err}");
+    assert!(
+        err.contains("--purpose") && err.contains("abstract"),
+        "{err}"
+    );
 }
 
 #[test]
 fn flags_can_come_from_custos_environment_variables() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("env.key");
-    let out = custos().args(["keys", "generate"]).env("CUSTOS_KEY_OUT", &path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = custos()
+        .args(["keys", "generate"])
+        .env("CUSTOS_KEY_OUT", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(path.exists());
 }
 
 #[test]
 fn the_demo_tells_the_whole_story_and_exits_zero() {
     let out = custos().args(["--json", "demo"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["decisions"], 5);
     assert_eq!(v["granted"], 2);

@@ -27,7 +27,11 @@ fn register(keys: &PartyKeys) -> TxKind {
 async fn node_killed_mid_stream_restarts_with_every_finalized_entry_and_the_same_roots() {
     let dir = tempfile::tempdir().unwrap();
     let node_dir = dir.path().join("node");
-    let status = custos().args(["node", "init", "--dir"]).arg(&node_dir).status().unwrap();
+    let status = custos()
+        .args(["node", "init", "--dir"])
+        .arg(&node_dir)
+        .status()
+        .unwrap();
     assert!(status.success());
     let config = node_dir.join("node.toml");
     let genesis = custos_node::load_genesis(&node_dir.join("genesis.json")).unwrap();
@@ -49,7 +53,10 @@ async fn node_killed_mid_stream_restarts_with_every_finalized_entry_and_the_same
                 let keys = PartyKeys::generate(&mut rand::rngs::OsRng);
                 match client.submit(&keys, register(&keys)).await {
                     Ok(r) => {
-                        finalized.lock().unwrap().insert(r.tx_id.clone(), (r.height, r.entry_index));
+                        finalized
+                            .lock()
+                            .unwrap()
+                            .insert(r.tx_id.clone(), (r.height, r.entry_index));
                     }
                     Err(_) => return,
                 }
@@ -76,12 +83,19 @@ async fn node_killed_mid_stream_restarts_with_every_finalized_entry_and_the_same
     })
     .await;
     let after = client.status().await.unwrap();
-    assert!(after.height >= before.height, "lost blocks: {} < {}", after.height, before.height);
+    assert!(
+        after.height >= before.height,
+        "lost blocks: {} < {}",
+        after.height,
+        before.height
+    );
 
     // The header observed before the kill is unchanged.
     let old = client
         .ledger()
-        .get_header(pb::GetHeaderRequest { height: before.height })
+        .get_header(pb::GetHeaderRequest {
+            height: before.height,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -93,11 +107,18 @@ async fn node_killed_mid_stream_restarts_with_every_finalized_entry_and_the_same
     for (tx_id, (height, index)) in &seen {
         let s = client
             .ledger()
-            .get_tx_status(pb::GetTxStatusRequest { tx_id: tx_id.clone() })
+            .get_tx_status(pb::GetTxStatusRequest {
+                tx_id: tx_id.clone(),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(s.status, pb::TxStatus::Finalized as i32, "tx {} lost", hex::encode(tx_id));
+        assert_eq!(
+            s.status,
+            pb::TxStatus::Finalized as i32,
+            "tx {} lost",
+            hex::encode(tx_id)
+        );
         assert_eq!((s.height, s.entry_index), (*height, *index));
     }
 

@@ -25,9 +25,14 @@ pub(crate) fn start_node(config: &Path) -> (Child, String) {
         .expect("spawn custos node run");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
     let addr = line.trim().rsplit(' ').next().expect("address").to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "unexpected first line: {line}");
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "unexpected first line: {line}"
+    );
     (child, format!("http://{addr}"))
 }
 
@@ -42,7 +47,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
