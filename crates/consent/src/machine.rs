@@ -420,6 +420,13 @@ impl StateMachine {
             }
         }
         self.require_patient_or_delegate(tx.author(), c.patient, ctx.time)?;
+        // A delegate acts for the patient, never for itself.
+        if tx.author() != c.patient && c.grantee == tx.author() {
+            return Err(TxError::NotAuthorized(format!(
+                "delegate {} cannot grant consent to itself",
+                tx.author().short()
+            )));
+        }
         if self.party(&c.grantee).is_none() {
             return Err(TxError::UnknownParty {
                 field: "grant_consent.consent.grantee",

@@ -65,6 +65,25 @@ fn a_registered_delegate_can_grant_and_revoke_for_the_patient() {
 }
 
 #[test]
+fn a_delegate_cannot_grant_consent_to_itself() {
+    let (mut l, c) = scene();
+    l.apply(&c.alice, delegate(party(&c.insurer), None));
+    let root = l.sm.root();
+    let grant = consent(party(&c.alice), party(&c.insurer), &["HPAYMT"], &[RAW]);
+    let err = l.refuse(&c.insurer, TxKind::GrantConsent(grant));
+    assert!(
+        matches!(err, TxError::NotAuthorized(ref m) if m.contains("itself")),
+        "{err:?}"
+    );
+    assert_eq!(l.sm.root(), root);
+    // The same delegate may still grant to someone else on the patient's behalf.
+    l.grant(
+        &c.insurer,
+        consent(party(&c.alice), party(&c.clinic), &["TREAT"], &[RAW]),
+    );
+}
+
+#[test]
 fn a_delegate_of_one_patient_cannot_act_for_another() {
     let (mut l, c) = scene();
     l.apply(&c.alice, delegate(party(&c.dave), None));
