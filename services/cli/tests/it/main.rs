@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod flow;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
