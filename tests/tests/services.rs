@@ -1,6 +1,7 @@
 //! The node serves gRPC health, server reflection (v1 and v1alpha), and names the missing
 //! capability for services that arrive later.
 
+#![allow(clippy::unwrap_used)]
 use custos_proto::compute::v1 as compute_pb;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_tests::TestNet;
