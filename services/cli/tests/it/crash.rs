@@ -14,6 +14,9 @@ use custos_types::{PartyId, Role, TxKind};
 
 use crate::{custos, eventually, start_node};
 
+/// Transaction id → (height, log index), as reported final to a writer.
+type Finalized = BTreeMap<Vec<u8>, (u64, u64)>;
+
 fn register(keys: &PartyKeys) -> TxKind {
     TxKind::RegisterParty(RegisterParty {
         party: PartyId(keys.public()),
@@ -43,7 +46,7 @@ async fn node_killed_mid_stream_restarts_with_every_finalized_entry_and_the_same
     .await;
 
     // Four writers submit and wait; every finalization they see is recorded.
-    let finalized: Arc<Mutex<BTreeMap<Vec<u8>, (u64, u64)>>> = Arc::default();
+    let finalized: Arc<Mutex<Finalized>> = Arc::default();
     let mut writers = Vec::new();
     for _ in 0..4 {
         let client = client.clone();

@@ -1,5 +1,7 @@
 //! Process-level tests of the `custos` binary: real processes, real sockets, real sled files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod crash;
 mod flow;
