@@ -50,24 +50,31 @@ pub fn genesis_validators(genesis: &Genesis) -> Result<ValidatorSet, VerifyError
     .map_err(|e| VerifyError::Genesis(e.to_string()))
 }
 
+/// Decodes a signed header's header and certificate (nothing is verified yet).
+pub fn parse_signed_header(
+    signed: &ledger_pb::SignedHeader,
+) -> Result<(BlockHeader, CommitCertificate), VerifyError> {
+    let header = signed
+        .header
+        .as_ref()
+        .ok_or(VerifyError::Missing("header"))?;
+    let cert = signed
+        .certificate
+        .as_ref()
+        .ok_or(VerifyError::Missing("certificate"))?;
+    Ok((
+        BlockHeader::try_from(header)?,
+        CommitCertificate::try_from(cert)?,
+    ))
+}
+
 /// Checks a signed header against the trusted set; returns the header.
 pub fn verify_signed_header(
     genesis: &Genesis,
     trusted: &ValidatorSet,
     signed: &ledger_pb::SignedHeader,
 ) -> Result<BlockHeader, VerifyError> {
-    let header = BlockHeader::try_from(
-        signed
-            .header
-            .as_ref()
-            .ok_or(VerifyError::Missing("header"))?,
-    )?;
-    let cert = CommitCertificate::try_from(
-        signed
-            .certificate
-            .as_ref()
-            .ok_or(VerifyError::Missing("certificate"))?,
-    )?;
+    let (header, cert) = parse_signed_header(signed)?;
     // The set a node sends is informational only; the trusted set decides.
     if let Some(sent) = &signed.validator_set {
         let sent = ValidatorSet::try_from(sent)?;
@@ -146,19 +153,7 @@ pub fn verify_header_chain(
 ) -> Result<Vec<BlockHeader>, VerifyError> {
     let mut pairs = Vec::with_capacity(headers.len());
     for signed in headers {
-        let header = BlockHeader::try_from(
-            signed
-                .header
-                .as_ref()
-                .ok_or(VerifyError::Missing("header"))?,
-        )?;
-        let cert = CommitCertificate::try_from(
-            signed
-                .certificate
-                .as_ref()
-                .ok_or(VerifyError::Missing("certificate"))?,
-        )?;
-        pairs.push((header, cert));
+        pairs.push(parse_signed_header(signed)?);
     }
     custos_ledger::verify::verify_header_chain(genesis.chain_id.as_str(), trusted, &pairs)?;
     Ok(pairs.into_iter().map(|(h, _)| h).collect())

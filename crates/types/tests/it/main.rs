@@ -1,3 +1,5 @@
 //! Integration tests of `custos-types`.
 
 mod purpose_hl7;
+
+mod encoding;
