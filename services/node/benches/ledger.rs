@@ -182,7 +182,8 @@ fn bench_apply(quick: bool) {
     }
     let mem = median(runs);
 
-    // Through the core with sled: execute, certify, commit (flushed) per block of 500.
+    // Through the core with sled, as the proposer does it: build (execute, undo), certify, then
+    // commit (execute again, write, flush) per block of 500.
     let dir = tempfile::tempdir().expect("tempdir");
     let store = custos_storage::KvLedgerStore::open_sled(dir.path()).expect("sled");
     let core =
@@ -190,11 +191,11 @@ fn bench_apply(quick: bool) {
     let t = Instant::now();
     for block in txs.chunks(500) {
         let (proposed, rejected) =
-            core.propose(block.to_vec(), Timestamp::now(), c.validator.public());
+            core.build_block(block.to_vec(), Timestamp::now(), c.validator.public());
         assert!(rejected.is_empty());
         let cert =
             custos_ledger::CommitCertificate::sign(&proposed.header, 0, &[&c.validator.identity]);
-        core.commit(proposed, cert).expect("commit");
+        core.commit_block(&proposed, cert).expect("commit");
     }
     let sled_rate = entries as f64 / t.elapsed().as_secs_f64();
     println!(

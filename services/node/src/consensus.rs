@@ -48,42 +48,31 @@ impl SoloValidator {
             return Ok(());
         }
         let authors: Vec<_> = candidates.iter().map(|t| (t.id(), t.author())).collect();
-        let (proposed, rejected) = core.propose(candidates, Timestamp::now(), self.key.public());
-        let certificate = CommitCertificate::sign(&proposed.header, 0, &[&self.key]);
-        let height = proposed.header.height;
-        let count = proposed.transactions.len();
-        let result = core.commit(proposed, certificate);
+        let (block, rejected) = core.build_block(candidates, Timestamp::now(), self.key.public());
+        let certificate = CommitCertificate::sign(&block.header, 0, &[&self.key]);
+        let height = block.header.height;
+        let result = core.commit_block(&block, certificate);
         let mut outcomes = Vec::new();
         match &result {
-            Ok(()) => {
+            Ok(located) => {
                 for (id, author) in &authors {
                     if let Some((_, e)) = rejected.iter().find(|(r, _)| r == id) {
                         warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "transaction refused at block {height}");
                         outcomes.push((*id, *author, TxOutcome::Rejected(e.to_string())));
-                    } else {
-                        let index = core
-                            .store()
-                            .transaction(id)
-                            .ok()
-                            .flatten()
-                            .map_or(0, |(_, i)| i);
-                        outcomes.push((*id, *author, TxOutcome::Finalized { height, index }));
+                    } else if let Some((_, index)) = located.iter().find(|(t, _)| t == id) {
+                        outcomes.push((*id, *author, TxOutcome::Finalized { height, index: *index }));
                     }
                 }
-                info!(target: "custos::consensus", height, txs = count, "block finalized");
+                info!(target: "custos::consensus", height, txs = located.len(), "block finalized");
             }
             Err(e) => {
                 for (id, author) in &authors {
-                    outcomes.push((
-                        *id,
-                        *author,
-                        TxOutcome::Rejected(format!("block failed: {e}")),
-                    ));
+                    outcomes.push((*id, *author, TxOutcome::Rejected(format!("block failed: {e}"))));
                 }
             }
         }
         mempool.resolve(outcomes);
-        result
+        result.map(|_| ())
     }
 }
 

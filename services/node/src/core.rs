@@ -15,13 +15,67 @@ use custos_types::{
 };
 use tokio::sync::broadcast;
 
-/// A block executed on the state but not yet certified.
-pub struct ProposedBlock {
-    /// Its header (the certificate signs its hash).
+/// A block as proposed and decided: the header its execution yields and its transactions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The header; consensus agrees on its hash.
     pub header: BlockHeader,
-    /// The transactions it holds.
+    /// The transactions, in order.
     pub transactions: Vec<SignedTransaction>,
+}
+
+/// Most transactions a block may hold when decoded from the network.
+pub const MAX_BLOCK_TXS: usize = 10_000;
+
+impl Block {
+    /// The serialized `custos.ledger.v1.ProposedBlock`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        use prost::Message;
+        custos_proto::ledger::v1::ProposedBlock {
+            version: 1,
+            header: Some(self.header.to_wire()),
+            transactions: self.transactions.iter().map(|t| t.to_wire()).collect(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes a block from the network: bounded, every signature checked.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, BlockError> {
+        use prost::Message;
+        let wire = custos_proto::ledger::v1::ProposedBlock::decode(bytes)
+            .map_err(|e| BlockError(format!("not a ProposedBlock: {e}")))?;
+        if wire.version != 1 {
+            return Err(BlockError(format!("unknown block version {}", wire.version)));
+        }
+        if wire.transactions.len() > MAX_BLOCK_TXS {
+            return Err(BlockError(format!("{} transactions; at most {MAX_BLOCK_TXS}", wire.transactions.len())));
+        }
+        let header = BlockHeader::try_from(
+            wire.header.as_ref().ok_or_else(|| BlockError("block has no header".into()))?,
+        )
+        .map_err(|e| BlockError(e.to_string()))?;
+        let transactions = wire
+            .transactions
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| SignedTransaction::from_wire(t).map_err(|e| BlockError(format!("transactions[{i}]: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if header.tx_count as usize != transactions.len() {
+            return Err(BlockError("tx_count does not match the transactions".into()));
+        }
+        Ok(Block { header, transactions })
+    }
+}
+
+/// Why a proposed or decided block is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid block: {0}")]
+pub struct BlockError(pub String);
+
+struct Executed {
     write: BlockWrite,
+    accepted: Vec<SignedTransaction>,
+    rejected: Vec<(TxId, TxError)>,
 }
 
 /// What became of one transaction.
@@ -53,6 +107,14 @@ struct Inner {
     genesis_items: Vec<custos_consent::StateChange>,
     tree: MerkleTree,
     tip: Option<BlockHeader>,
+}
+
+impl Inner {
+    /// Returns the state and tree to the last committed block.
+    fn undo(&mut self, first_entry: u64) {
+        self.machine.rollback();
+        self.tree.truncate(first_entry);
+    }
 }
 
 /// The ledger core of one node.
@@ -193,54 +255,73 @@ impl LedgerCore {
         inner.machine.check_tx(tx, ctx)
     }
 
-    /// Executes `candidates` as the next block at `time`, dropping those the state refuses.
-    /// The state stays changed until [`LedgerCore::commit`] or [`LedgerCore::abort`].
-    pub fn propose(
+    /// Executes `txs` on the state as the next block; refused transactions are dropped and
+    /// reported. The state and tree stay changed: the caller commits or [`Inner::undo`]es.
+    fn execute(
         &self,
-        candidates: Vec<SignedTransaction>,
-        time: Timestamp,
+        inner: &mut Inner,
+        txs: Vec<SignedTransaction>,
+        ctx: BlockContext,
         proposer: PublicKey,
-    ) -> (ProposedBlock, Vec<(TxId, TxError)>) {
-        let mut inner = self.lock();
-        let ctx = next_context(inner.tip.as_ref(), time, &self.genesis);
+    ) -> Executed {
         let first_entry = inner.tree.len();
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
-        let mut entries = Vec::new();
-        let mut leaf_hashes = Vec::new();
-        let mut transactions = Vec::new();
-        let mut decisions = Vec::new();
-        let mut releases = Vec::new();
-        for tx in candidates {
+        let mut write = BlockWrite {
+            block: StoredBlock {
+                header: BlockHeader {
+                    chain_id: String::new(),
+                    height: 0,
+                    time_ms: 0,
+                    prev_hash: Hash::ZERO,
+                    log_size: 0,
+                    log_root: Hash::ZERO,
+                    state_root: Hash::ZERO,
+                    tx_count: 0,
+                    proposer,
+                    next_validators_hash: Hash::ZERO,
+                },
+                certificate: CommitCertificate {
+                    height: 0,
+                    round: 0,
+                    header_hash: Hash::ZERO,
+                    signatures: vec![],
+                },
+                first_entry,
+                entries: vec![],
+            },
+            leaf_hashes: vec![],
+            state_changes: vec![],
+            transactions: vec![],
+            decisions: vec![],
+            releases: vec![],
+        };
+        for tx in txs {
             match inner.machine.apply_tx(&tx, ctx) {
                 Ok(new_entries) => {
                     for kind in new_entries {
-                        let index = first_entry + entries.len() as u64;
+                        let index = first_entry + write.block.entries.len() as u64;
                         match &kind {
                             EntryKind::Transaction(t) => {
-                                transactions.push((t.id(), index));
+                                write.transactions.push((t.id(), index));
                                 if let TxKind::ConfirmRelease(c) = &t.body().kind {
-                                    releases.push((c.request_id, index));
+                                    write.releases.push((c.request_id, index));
                                 }
                             }
-                            EntryKind::Decision(d) => decisions.push((index, d.clone())),
+                            EntryKind::Decision(d) => write.decisions.push((index, d.clone())),
                         }
-                        let bytes = LedgerEntry {
-                            height: ctx.height,
-                            kind,
-                        }
-                        .to_bytes();
+                        let bytes = LedgerEntry { height: ctx.height, kind }.to_bytes();
                         let leaf = custos_ledger::merkle::leaf_hash(&bytes);
                         inner.tree.push(leaf);
-                        leaf_hashes.push(leaf);
-                        entries.push(bytes);
+                        write.leaf_hashes.push(leaf);
+                        write.block.entries.push(bytes);
                     }
                     accepted.push(tx);
                 }
                 Err(e) => rejected.push((tx.id(), e)),
             }
         }
-        let header = BlockHeader {
+        write.block.header = BlockHeader {
             chain_id: self.genesis.chain_id.to_string(),
             height: ctx.height.0,
             time_ms: ctx.time.0,
@@ -252,79 +333,102 @@ impl LedgerCore {
             proposer,
             next_validators_hash: self.validators.hash(),
         };
-        let placeholder = CommitCertificate {
-            height: header.height,
-            round: 0,
-            header_hash: header.hash(),
-            signatures: vec![],
-        };
-        let write = BlockWrite {
-            block: StoredBlock {
-                header: header.clone(),
-                certificate: placeholder,
-                first_entry,
-                entries,
-            },
-            leaf_hashes,
-            state_changes: vec![],
-            transactions,
-            decisions,
-            releases,
-        };
-        (
-            ProposedBlock {
-                header,
-                transactions: accepted,
-                write,
-            },
-            rejected,
-        )
+        Executed { write, accepted, rejected }
     }
 
-    /// Undoes a proposal that will not be committed.
-    pub fn abort(&self, proposed: ProposedBlock) {
-        let mut inner = self.lock();
-        inner.machine.rollback();
-        inner.tree.truncate(proposed.write.block.first_entry);
-    }
-
-    /// Commits a proposed block with its certificate, durably, then announces it.
-    pub fn commit(
+    /// Builds the next block from `candidates` at `time`, dropping those the state refuses.
+    /// Changes nothing: the block is committed later with [`LedgerCore::commit_block`].
+    pub fn build_block(
         &self,
-        proposed: ProposedBlock,
-        certificate: CommitCertificate,
-    ) -> anyhow::Result<()> {
+        candidates: Vec<SignedTransaction>,
+        time: Timestamp,
+        proposer: PublicKey,
+    ) -> (Block, Vec<(TxId, TxError)>) {
         let mut inner = self.lock();
-        if let Err(e) = certificate.verify(&proposed.header, &self.validators) {
-            inner.machine.rollback();
-            inner.tree.truncate(proposed.write.block.first_entry);
-            return Err(e.into());
+        let ctx = next_context(inner.tip.as_ref(), time, &self.genesis);
+        let first_entry = inner.tree.len();
+        let executed = self.execute(&mut inner, candidates, ctx, proposer);
+        inner.undo(first_entry);
+        let block = Block { header: executed.write.block.header, transactions: executed.accepted };
+        (block, executed.rejected)
+    }
+
+    /// Checks a block proposed by another validator: it extends the tip, every transaction
+    /// applies, and the header is exactly what executing them yields. Changes nothing.
+    pub fn validate_block(&self, block: &Block) -> Result<Hash, BlockError> {
+        let mut inner = self.lock();
+        let (executed, first_entry) = self.execute_strict(&mut inner, block)?;
+        inner.undo(first_entry);
+        Ok(executed.write.block.header.hash())
+    }
+
+    fn execute_strict(
+        &self,
+        inner: &mut Inner,
+        block: &Block,
+    ) -> Result<(Executed, u64), BlockError> {
+        let h = &block.header;
+        let expected_height = inner.tip.as_ref().map_or(1, |t| t.height + 1);
+        if h.height != expected_height {
+            return Err(BlockError(format!("height {} does not follow the tip ({})", h.height, expected_height - 1)));
         }
-        let mut write = proposed.write;
+        if h.chain_id != self.genesis.chain_id.as_str() {
+            return Err(BlockError(format!("block is for chain `{}`", h.chain_id)));
+        }
+        let floor = inner.tip.as_ref().map_or(self.genesis.genesis_time_ms, |t| t.time_ms);
+        if h.time_ms < floor {
+            return Err(BlockError(format!("block time {} is before the previous block's {floor}", h.time_ms)));
+        }
+        if self.validators.power_of(&h.proposer).is_none() {
+            return Err(BlockError(format!("proposer {} is not a validator", h.proposer.short())));
+        }
+        let ctx = BlockContext { height: Height(h.height), time: Timestamp(h.time_ms) };
+        let first_entry = inner.tree.len();
+        let executed = self.execute(inner, block.transactions.clone(), ctx, h.proposer);
+        if let Some((id, e)) = executed.rejected.first() {
+            inner.undo(first_entry);
+            return Err(BlockError(format!("transaction {} is invalid: {e}", id.short())));
+        }
+        if executed.write.block.header != *h {
+            inner.undo(first_entry);
+            return Err(BlockError(format!(
+                "header does not match execution (state root {} vs {}, log root {} vs {})",
+                h.state_root.short(),
+                executed.write.block.header.state_root.short(),
+                h.log_root.short(),
+                executed.write.block.header.log_root.short()
+            )));
+        }
+        Ok((executed, first_entry))
+    }
+
+    /// Executes a decided block and commits it with its certificate, durably, then announces
+    /// it. Returns each transaction's id and log index.
+    pub fn commit_block(
+        &self,
+        block: &Block,
+        certificate: CommitCertificate,
+    ) -> anyhow::Result<Vec<(TxId, u64)>> {
+        let mut inner = self.lock();
+        certificate.verify(&block.header, &self.validators)?;
+        let (executed, first_entry) =
+            self.execute_strict(&mut inner, block).map_err(|e| anyhow::anyhow!("decided block is invalid: {}", e.0))?;
+        let mut write = executed.write;
         write.block.certificate = certificate;
-        let mut changes = if write.block.header.height == 1 {
-            inner.genesis_items.clone()
-        } else {
-            Vec::new()
-        };
+        let mut changes = if block.header.height == 1 { inner.genesis_items.clone() } else { Vec::new() };
         changes.extend(inner.machine.take_changes());
         write.state_changes = changes;
         let transactions = write.transactions.clone();
-        let first_entry = write.block.first_entry;
         if let Err(e) = self.store.commit_block(write) {
             // Nothing was written: return to the last committed state.
-            inner.machine.rollback();
-            inner.tree.truncate(first_entry);
+            inner.undo(first_entry);
             return Err(e.into());
         }
-        inner.tip = Some(proposed.header.clone());
+        inner.tip = Some(block.header.clone());
         inner.genesis_items.clear();
         drop(inner);
-        let _ = self.events.send(BlockEvent {
-            header: proposed.header,
-            transactions,
-        });
-        Ok(())
+        let _ = self.events.send(BlockEvent { header: block.header.clone(), transactions: transactions.clone() });
+        Ok(transactions)
     }
 
     /// The next nonce of an author as of the last committed block.
