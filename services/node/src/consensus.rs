@@ -10,7 +10,7 @@ use custos_types::Timestamp;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::core::{LedgerCore, TxOutcome};
+use crate::core::LedgerCore;
 use crate::mempool::Mempool;
 
 /// Orders pending transactions into blocks and hands each certified block to the core.
@@ -43,37 +43,48 @@ impl SoloValidator {
     }
 
     fn produce(&self, core: &LedgerCore, mempool: &Mempool) -> anyhow::Result<()> {
-        let candidates = mempool.take(self.max_block_txs);
+        let candidates = mempool.peek(self.max_block_txs);
         if candidates.is_empty() {
             return Ok(());
         }
-        let authors: Vec<_> = candidates.iter().map(|t| (t.id(), t.author())).collect();
-        let (block, rejected) = core.build_block(candidates, Timestamp::now(), self.key.public());
-        let certificate = CommitCertificate::sign(&block.header, 0, &[&self.key]);
-        let height = block.header.height;
-        let result = core.commit_block(&block, certificate);
-        let mut outcomes = Vec::new();
-        match &result {
-            Ok(located) => {
-                for (id, author) in &authors {
-                    if let Some((_, e)) = rejected.iter().find(|(r, _)| r == id) {
-                        warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "transaction refused at block {height}");
-                        outcomes.push((*id, *author, TxOutcome::Rejected(e.to_string())));
-                    } else if let Some((_, index)) = located.iter().find(|(t, _)| t == id) {
-                        outcomes.push((*id, *author, TxOutcome::Finalized { height, index: *index }));
-                    }
-                }
-                info!(target: "custos::consensus", height, txs = located.len(), "block finalized");
-            }
-            Err(e) => {
-                for (id, author) in &authors {
-                    outcomes.push((*id, *author, TxOutcome::Rejected(format!("block failed: {e}"))));
-                }
-            }
+        let (block, refused) = core.build_block(candidates, Timestamp::now(), self.key.public());
+        report_refused(mempool, block.header.height, refused);
+        if block.transactions.is_empty() {
+            return Ok(());
         }
-        mempool.resolve(outcomes);
-        result.map(|_| ())
+        let certificate = CommitCertificate::sign(&block.header, 0, &[&self.key]);
+        let located = core.commit_block(&block, certificate)?;
+        after_commit(core, mempool, block.header.height, &located);
+        Ok(())
     }
+}
+
+/// Drops the transactions the state refused while a block was built, with their reasons.
+pub fn report_refused(
+    mempool: &Mempool,
+    height: u64,
+    refused: Vec<(custos_types::TxId, custos_consent::TxError)>,
+) {
+    for (id, e) in &refused {
+        warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "transaction refused building block {height}");
+    }
+    mempool.refused(
+        refused
+            .into_iter()
+            .map(|(id, e)| (id, e.to_string()))
+            .collect(),
+    );
+}
+
+/// What every node does once a block is committed, whoever proposed it.
+pub fn after_commit(
+    core: &LedgerCore,
+    mempool: &Mempool,
+    height: u64,
+    located: &[(custos_types::TxId, u64)],
+) {
+    mempool.committed(height, located, |p| core.next_nonce(p));
+    info!(target: "custos::consensus", height, txs = located.len(), "block finalized");
 }
 
 impl Consensus for SoloValidator {

@@ -45,25 +45,41 @@ impl Block {
         let wire = custos_proto::ledger::v1::ProposedBlock::decode(bytes)
             .map_err(|e| BlockError(format!("not a ProposedBlock: {e}")))?;
         if wire.version != 1 {
-            return Err(BlockError(format!("unknown block version {}", wire.version)));
+            return Err(BlockError(format!(
+                "unknown block version {}",
+                wire.version
+            )));
         }
         if wire.transactions.len() > MAX_BLOCK_TXS {
-            return Err(BlockError(format!("{} transactions; at most {MAX_BLOCK_TXS}", wire.transactions.len())));
+            return Err(BlockError(format!(
+                "{} transactions; at most {MAX_BLOCK_TXS}",
+                wire.transactions.len()
+            )));
         }
         let header = BlockHeader::try_from(
-            wire.header.as_ref().ok_or_else(|| BlockError("block has no header".into()))?,
+            wire.header
+                .as_ref()
+                .ok_or_else(|| BlockError("block has no header".into()))?,
         )
         .map_err(|e| BlockError(e.to_string()))?;
         let transactions = wire
             .transactions
             .into_iter()
             .enumerate()
-            .map(|(i, t)| SignedTransaction::from_wire(t).map_err(|e| BlockError(format!("transactions[{i}]: {e}"))))
+            .map(|(i, t)| {
+                SignedTransaction::from_wire(t)
+                    .map_err(|e| BlockError(format!("transactions[{i}]: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if header.tx_count as usize != transactions.len() {
-            return Err(BlockError("tx_count does not match the transactions".into()));
+            return Err(BlockError(
+                "tx_count does not match the transactions".into(),
+            ));
         }
-        Ok(Block { header, transactions })
+        Ok(Block {
+            header,
+            transactions,
+        })
     }
 }
 
@@ -310,7 +326,11 @@ impl LedgerCore {
                             }
                             EntryKind::Decision(d) => write.decisions.push((index, d.clone())),
                         }
-                        let bytes = LedgerEntry { height: ctx.height, kind }.to_bytes();
+                        let bytes = LedgerEntry {
+                            height: ctx.height,
+                            kind,
+                        }
+                        .to_bytes();
                         let leaf = custos_ledger::merkle::leaf_hash(&bytes);
                         inner.tree.push(leaf);
                         write.leaf_hashes.push(leaf);
@@ -333,7 +353,11 @@ impl LedgerCore {
             proposer,
             next_validators_hash: self.validators.hash(),
         };
-        Executed { write, accepted, rejected }
+        Executed {
+            write,
+            accepted,
+            rejected,
+        }
     }
 
     /// Builds the next block from `candidates` at `time`, dropping those the state refuses.
@@ -349,7 +373,10 @@ impl LedgerCore {
         let first_entry = inner.tree.len();
         let executed = self.execute(&mut inner, candidates, ctx, proposer);
         inner.undo(first_entry);
-        let block = Block { header: executed.write.block.header, transactions: executed.accepted };
+        let block = Block {
+            header: executed.write.block.header,
+            transactions: executed.accepted,
+        };
         (block, executed.rejected)
     }
 
@@ -370,24 +397,43 @@ impl LedgerCore {
         let h = &block.header;
         let expected_height = inner.tip.as_ref().map_or(1, |t| t.height + 1);
         if h.height != expected_height {
-            return Err(BlockError(format!("height {} does not follow the tip ({})", h.height, expected_height - 1)));
+            return Err(BlockError(format!(
+                "height {} does not follow the tip ({})",
+                h.height,
+                expected_height - 1
+            )));
         }
         if h.chain_id != self.genesis.chain_id.as_str() {
             return Err(BlockError(format!("block is for chain `{}`", h.chain_id)));
         }
-        let floor = inner.tip.as_ref().map_or(self.genesis.genesis_time_ms, |t| t.time_ms);
+        let floor = inner
+            .tip
+            .as_ref()
+            .map_or(self.genesis.genesis_time_ms, |t| t.time_ms);
         if h.time_ms < floor {
-            return Err(BlockError(format!("block time {} is before the previous block's {floor}", h.time_ms)));
+            return Err(BlockError(format!(
+                "block time {} is before the previous block's {floor}",
+                h.time_ms
+            )));
         }
         if self.validators.power_of(&h.proposer).is_none() {
-            return Err(BlockError(format!("proposer {} is not a validator", h.proposer.short())));
+            return Err(BlockError(format!(
+                "proposer {} is not a validator",
+                h.proposer.short()
+            )));
         }
-        let ctx = BlockContext { height: Height(h.height), time: Timestamp(h.time_ms) };
+        let ctx = BlockContext {
+            height: Height(h.height),
+            time: Timestamp(h.time_ms),
+        };
         let first_entry = inner.tree.len();
         let executed = self.execute(inner, block.transactions.clone(), ctx, h.proposer);
         if let Some((id, e)) = executed.rejected.first() {
             inner.undo(first_entry);
-            return Err(BlockError(format!("transaction {} is invalid: {e}", id.short())));
+            return Err(BlockError(format!(
+                "transaction {} is invalid: {e}",
+                id.short()
+            )));
         }
         if executed.write.block.header != *h {
             inner.undo(first_entry);
@@ -411,11 +457,16 @@ impl LedgerCore {
     ) -> anyhow::Result<Vec<(TxId, u64)>> {
         let mut inner = self.lock();
         certificate.verify(&block.header, &self.validators)?;
-        let (executed, first_entry) =
-            self.execute_strict(&mut inner, block).map_err(|e| anyhow::anyhow!("decided block is invalid: {}", e.0))?;
+        let (executed, first_entry) = self
+            .execute_strict(&mut inner, block)
+            .map_err(|e| anyhow::anyhow!("decided block is invalid: {}", e.0))?;
         let mut write = executed.write;
         write.block.certificate = certificate;
-        let mut changes = if block.header.height == 1 { inner.genesis_items.clone() } else { Vec::new() };
+        let mut changes = if block.header.height == 1 {
+            inner.genesis_items.clone()
+        } else {
+            Vec::new()
+        };
         changes.extend(inner.machine.take_changes());
         write.state_changes = changes;
         let transactions = write.transactions.clone();
@@ -427,7 +478,10 @@ impl LedgerCore {
         inner.tip = Some(block.header.clone());
         inner.genesis_items.clear();
         drop(inner);
-        let _ = self.events.send(BlockEvent { header: block.header.clone(), transactions: transactions.clone() });
+        let _ = self.events.send(BlockEvent {
+            header: block.header.clone(),
+            transactions: transactions.clone(),
+        });
         Ok(transactions)
     }
 

@@ -108,32 +108,84 @@ impl Mempool {
         rx
     }
 
-    /// Takes up to `max` transactions for the next block.
-    pub fn take(&self, max: usize) -> Vec<SignedTransaction> {
-        let mut inner = self.lock();
-        let n = max.min(inner.queue.len());
-        inner.queue.drain(..n).collect()
+    /// The first `max` pending transactions, left in place until they are committed or refused
+    /// (a proposal may fail to be decided, and then they wait for the next one).
+    pub fn peek(&self, max: usize) -> Vec<SignedTransaction> {
+        self.lock().queue.iter().take(max).cloned().collect()
     }
 
-    /// Reports the outcome of taken transactions and forgets them.
-    pub fn resolve(&self, outcomes: Vec<(TxId, PartyId, TxOutcome)>) {
+    /// Forgets transactions the state refused while building a block and tells their waiters.
+    pub fn refused(&self, refused: Vec<(TxId, String)>) {
+        if refused.is_empty() {
+            return;
+        }
         let mut inner = self.lock();
-        for (id, author, outcome) in outcomes {
+        let ids: BTreeMap<TxId, String> = refused.into_iter().collect();
+        inner.queue.retain(|t| !ids.contains_key(&t.id()));
+        for (id, reason) in ids {
             inner.ids.remove(&id);
-            if matches!(outcome, TxOutcome::Rejected(_)) {
-                // Later pending nonces of this author can no longer apply; the author resubmits.
-                inner.next_nonce.remove(&author);
-            }
             if let Some(waiters) = inner.waiters.remove(&id) {
                 for w in waiters {
-                    let _ = w.send(outcome.clone());
+                    let _ = w.send(TxOutcome::Rejected(reason.clone()));
                 }
             }
         }
-        // Forget nonce tracking for authors with nothing pending.
-        let pending: std::collections::BTreeSet<PartyId> =
-            inner.queue.iter().map(|t| t.author()).collect();
-        inner.next_nonce.retain(|a, _| pending.contains(a));
+        Self::recount(&mut inner);
+    }
+
+    /// After a block is committed: drops the transactions it holds (telling their waiters where
+    /// they are) and those whose nonce the block used up, whoever proposed it.
+    pub fn committed(
+        &self,
+        height: u64,
+        located: &[(TxId, u64)],
+        next_nonce: impl Fn(&PartyId) -> u64,
+    ) {
+        let mut inner = self.lock();
+        for (id, index) in located {
+            inner.ids.remove(id);
+            if let Some(waiters) = inner.waiters.remove(id) {
+                for w in waiters {
+                    let _ = w.send(TxOutcome::Finalized {
+                        height,
+                        index: *index,
+                    });
+                }
+            }
+        }
+        let included: BTreeMap<TxId, ()> = located.iter().map(|(id, _)| (*id, ())).collect();
+        let mut stale = Vec::new();
+        inner.queue.retain(|t| {
+            if included.contains_key(&t.id()) {
+                return false;
+            }
+            if t.body().nonce.0 < next_nonce(&t.author()) {
+                stale.push(t.id());
+                return false;
+            }
+            true
+        });
+        for id in stale {
+            inner.ids.remove(&id);
+            if let Some(waiters) = inner.waiters.remove(&id) {
+                for w in waiters {
+                    let _ = w.send(TxOutcome::Rejected(
+                        "its nonce was used by another transaction".into(),
+                    ));
+                }
+            }
+        }
+        Self::recount(&mut inner);
+    }
+
+    // Pending-nonce tracking follows the queue: each author's next nonce is one past its last
+    // queued transaction.
+    fn recount(inner: &mut Inner) {
+        let mut next = BTreeMap::new();
+        for t in &inner.queue {
+            next.insert(t.author(), t.body().nonce.0 + 1);
+        }
+        inner.next_nonce = next;
     }
 
     /// Number of pending transactions.
