@@ -32,6 +32,9 @@ pub struct NodeConfig {
     /// Most pending transactions.
     #[serde(default = "default_mempool")]
     pub mempool_capacity: usize,
+    /// gRPC endpoints of the other validators; admitted transactions are forwarded to them.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -62,6 +65,7 @@ impl NodeConfig {
             block_interval_ms: default_block_interval(),
             max_block_txs: default_max_block_txs(),
             mempool_capacity: default_mempool(),
+            peers: Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod consensus;
 pub mod core;
+pub mod forward;
 pub mod mempool;
 pub mod rpc;
 pub mod server;

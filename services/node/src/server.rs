@@ -111,6 +111,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let ctx = NodeContext {
         core: core.clone(),
         mempool,
+        forwarder: crate::forward::Forwarder::new(&config.peers)?,
     };
     let limit = config.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();

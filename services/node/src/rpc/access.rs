@@ -65,7 +65,7 @@ impl AccessService for AccessRpc {
                 "access request",
             ));
         }
-        submit_transaction(&self.ctx, wire, true).await?;
+        submit_transaction(&self.ctx, wire, true, true).await?;
         decision_response(&self.ctx, &RequestId(tx.id().0)).map(Response::new)
     }
 

@@ -35,6 +35,7 @@ pub async fn submit_transaction(
     ctx: &NodeContext,
     wire: pb::SignedTransaction,
     wait: bool,
+    forward: bool,
 ) -> Result<pb::SubmitResponse, Status> {
     let tx = SignedTransaction::from_wire(wire).map_err(|e| field_status(e, "transaction"))?;
     let id = tx.id();
@@ -59,6 +60,7 @@ pub async fn submit_transaction(
         ctx.core.check_tx(&tx).map_err(tx_status)?;
     }
     let waiter = wait.then(|| ctx.mempool.wait_for(id));
+    let forwarded = forward.then(|| tx.clone());
     ctx.mempool.insert(tx, committed).map_err(|e| {
         tracing::warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "mempool refused");
         match e {
@@ -67,6 +69,9 @@ pub async fn submit_transaction(
             crate::mempool::MempoolError::Nonce { .. } => Status::failed_precondition(e.to_string()),
         }
     })?;
+    if let Some(tx) = forwarded {
+        ctx.forwarder.forward(&tx);
+    }
     let Some(waiter) = waiter else {
         return Ok(pb::SubmitResponse {
             tx_id: id.to_vec(),
@@ -127,6 +132,7 @@ impl LedgerService for LedgerRpc {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let forward = request.metadata().get(crate::forward::FORWARDED).is_none();
         let req = request.into_inner();
         let wire = req.transaction.ok_or_else(|| {
             field_status(
@@ -134,7 +140,7 @@ impl LedgerService for LedgerRpc {
                 "submit",
             )
         })?;
-        submit_transaction(&self.ctx, wire, req.wait)
+        submit_transaction(&self.ctx, wire, req.wait, forward)
             .await
             .map(Response::new)
     }

@@ -29,6 +29,8 @@ pub struct NodeContext {
     pub core: Arc<LedgerCore>,
     /// Pending transactions.
     pub mempool: Arc<Mempool>,
+    /// Where admitted transactions are forwarded.
+    pub forwarder: crate::forward::Forwarder,
 }
 
 /// A refused wire field: INVALID_ARGUMENT, or UNAUTHENTICATED for signatures and keys that
