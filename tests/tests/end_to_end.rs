@@ -177,7 +177,7 @@ async fn consent_grants_the_insurer_until_revoked_and_the_auditor_verifies_every
     let chain = verify_header_chain(&net.genesis, &trusted, &headers).unwrap();
     let status = net.status().await.unwrap();
     assert_eq!(chain.len() as u64, status.height);
-    let tip = chain.last().unwrap();
+    let (tip, _) = chain.last().unwrap();
     assert_eq!(tip.log_size, status.log_size);
     assert_eq!(tip.log_root.0.to_vec(), status.log_root);
     assert_eq!(tip.state_root.0.to_vec(), status.state_root);

@@ -145,16 +145,25 @@ pub fn verify_proven_entry(
     })
 }
 
-/// Checks a full run of signed headers from height 1 against the trusted set.
+/// Checks a full run of signed headers from height 1, trusting only the genesis validator set:
+/// each header's set must be the one its predecessor named. Returns the headers with the set that
+/// signed each (to verify entries under any of them).
 pub fn verify_header_chain(
     genesis: &Genesis,
     trusted: &ValidatorSet,
     headers: &[ledger_pb::SignedHeader],
-) -> Result<Vec<BlockHeader>, VerifyError> {
-    let mut pairs = Vec::with_capacity(headers.len());
+) -> Result<Vec<(BlockHeader, ValidatorSet)>, VerifyError> {
+    let mut chain = Vec::with_capacity(headers.len());
     for signed in headers {
-        pairs.push(parse_signed_header(signed)?);
+        let (header, cert) = parse_signed_header(signed)?;
+        let set = ValidatorSet::try_from(
+            signed
+                .validator_set
+                .as_ref()
+                .ok_or(VerifyError::Missing("validator set"))?,
+        )?;
+        chain.push((header, cert, set));
     }
-    custos_ledger::verify::verify_header_chain(genesis.chain_id.as_str(), trusted, &pairs)?;
-    Ok(pairs.into_iter().map(|(h, _)| h).collect())
+    custos_ledger::verify::verify_header_chain(genesis.chain_id.as_str(), trusted, &chain)?;
+    Ok(chain.into_iter().map(|(h, _, s)| (h, s)).collect())
 }

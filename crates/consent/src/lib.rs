@@ -12,4 +12,4 @@ pub mod state;
 
 pub use error::{ErrorClass, TxError};
 pub use machine::{BlockContext, StateMachine};
-pub use state::{ConsentState, PartyState, RecordState, RequestState, StateChange};
+pub use state::{ConsentState, PartyState, RecordState, RequestState, StateChange, ValidatorEntry};

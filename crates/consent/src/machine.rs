@@ -16,7 +16,7 @@ use custos_types::{
 use crate::error::TxError;
 use crate::state::{
     ConsentState, DelegateState, Kv, PartyState, RecordState, RequestState, StateChange,
-    StateDecodeError, StateKey, StateValue,
+    StateDecodeError, StateKey, StateValue, ValidatorEntry,
 };
 
 /// The block a transaction is applied in.
@@ -38,6 +38,7 @@ pub struct StateMachine {
 /// What applying one transaction does: state writes and log entries.
 struct Plan {
     writes: Vec<(StateKey, StateValue)>,
+    deletes: Vec<StateKey>,
     decision: Option<Decision>,
 }
 
@@ -61,6 +62,24 @@ impl StateMachine {
                 }),
             );
         }
+        let mut validators: Vec<ValidatorEntry> = genesis
+            .validators
+            .iter()
+            .map(|v| ValidatorEntry {
+                key: v.public_key.0,
+                power: v.power,
+                address: v.address.clone(),
+            })
+            .collect();
+        validators.sort_by_key(|v| v.key);
+        kv.put(
+            StateKey::Validators,
+            StateValue::Validators(validators.clone()),
+        );
+        kv.put(
+            StateKey::ValidatorSetAt(Height(1)),
+            StateValue::Validators(validators),
+        );
         // Genesis items are part of the initial state, not a change of block 1.
         let _ = kv.take_changes();
         Ok(StateMachine {
@@ -121,11 +140,118 @@ impl StateMachine {
         for (key, value) in plan.writes {
             self.kv.put(key, value);
         }
+        for key in &plan.deletes {
+            self.kv.delete(key);
+        }
         let mut entries = vec![EntryKind::Transaction(tx.clone())];
         if let Some(decision) = plan.decision {
             entries.push(EntryKind::Decision(decision));
         }
         Ok(entries)
+    }
+
+    /// Starts a block: validator changes due at its height take effect. Every block, empty or
+    /// not, begins with this call.
+    pub fn begin_block(&mut self, ctx: BlockContext) {
+        let due: Vec<(StateKey, Option<(u64, String)>)> = self
+            .kv
+            .iter()
+            .filter_map(|(k, v)| match (k, v) {
+                (StateKey::ValidatorChange(h, _), StateValue::ValidatorChange(c))
+                    if *h <= ctx.height =>
+                {
+                    Some((k.clone(), c.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut set = self.validators();
+        for (key, change) in &due {
+            let StateKey::ValidatorChange(_, validator) = key else {
+                continue;
+            };
+            set.retain(|v| v.key != *validator);
+            if let Some((power, address)) = change {
+                set.push(ValidatorEntry {
+                    key: *validator,
+                    power: *power,
+                    address: address.clone(),
+                });
+            }
+            self.kv.delete(key);
+        }
+        // A consortium never loses its last validator; such a change is ignored.
+        if !set.is_empty() {
+            set.sort_by_key(|v| v.key);
+            self.kv
+                .put(StateKey::Validators, StateValue::Validators(set.clone()));
+            self.kv.put(
+                StateKey::ValidatorSetAt(ctx.height),
+                StateValue::Validators(set),
+            );
+        }
+    }
+
+    /// The current validator set (after the last begun block's changes).
+    pub fn validators(&self) -> Vec<ValidatorEntry> {
+        match self.kv.get(&StateKey::Validators) {
+            Some(StateValue::Validators(v)) => v.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The validator set that signs `height` (history included).
+    pub fn validators_at(&self, height: Height) -> Vec<ValidatorEntry> {
+        self.kv
+            .range(
+                StateKey::ValidatorSetAt(Height(0)),
+                StateKey::ValidatorSetAt(height),
+            )
+            .filter_map(|(_, v)| match v {
+                StateValue::Validators(set) => Some(set.clone()),
+                _ => None,
+            })
+            .last()
+            .unwrap_or_default()
+    }
+
+    /// The validator set that will sign the block after `height`: the current set with the
+    /// changes due at `height + 1` applied.
+    pub fn next_validators(&self, height: Height) -> Vec<ValidatorEntry> {
+        let mut set = self.validators();
+        let next = Height(height.0 + 1);
+        let mut changed = false;
+        for (k, v) in self.kv.iter() {
+            if let (StateKey::ValidatorChange(h, key), StateValue::ValidatorChange(c)) = (k, v) {
+                if *h <= next {
+                    changed = true;
+                    set.retain(|e| e.key != *key);
+                    if let Some((power, address)) = c {
+                        set.push(ValidatorEntry {
+                            key: *key,
+                            power: *power,
+                            address: address.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        if !changed || set.is_empty() {
+            return self.validators();
+        }
+        set.sort_by_key(|v| v.key);
+        set
+    }
+
+    /// A circuit's registered verifying key hash.
+    pub fn verifying_key(&self, circuit: &str) -> Option<Hash> {
+        match self.kv.get(&StateKey::VerifyingKey(circuit.to_string())) {
+            Some(StateValue::VerifyingKey(h)) => Some(*h),
+            _ => None,
+        }
     }
 
     // ---- queries ----
@@ -254,6 +380,7 @@ impl StateMachine {
         }
         let mut plan = Plan {
             writes: vec![],
+            deletes: vec![],
             decision: None,
         };
         plan.writes
@@ -267,7 +394,7 @@ impl StateMachine {
             TxKind::RequestAccess(r) => self.plan_request(tx, r, ctx, &mut plan)?,
             TxKind::ConfirmRelease(c) => self.plan_confirm(author, c, &mut plan)?,
             TxKind::EraseRecord(e) => self.plan_erase(author, e, ctx, &mut plan)?,
-            TxKind::Governance(g) => self.plan_governance(tx, g, &mut plan)?,
+            TxKind::Governance(g) => self.plan_governance(tx, g, ctx, &mut plan)?,
         }
         Ok(plan)
     }
@@ -722,16 +849,98 @@ impl StateMachine {
         Ok(())
     }
 
+    fn check_effective_height(&self, effective: Height, ctx: BlockContext) -> Result<(), TxError> {
+        // Two blocks of notice: the next header already names the new set.
+        if effective.0 < ctx.height.0.saturating_add(2) {
+            return Err(TxError::Invalid {
+                field: "governance.effective_height",
+                reason: format!(
+                    "must be at least {} (this block is {})",
+                    ctx.height.0 + 2,
+                    ctx.height.0
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn plan_governance(
         &self,
         tx: &SignedTransaction,
         g: &Governance,
+        ctx: BlockContext,
         plan: &mut Plan,
     ) -> Result<(), TxError> {
         self.require_governance(tx)?;
         match g {
             Governance::SetParameters(p) => {
                 plan.writes.push((StateKey::Params, StateValue::Params(*p)));
+            }
+            Governance::AddValidator {
+                key,
+                power,
+                address,
+                effective_height,
+            } => {
+                self.check_effective_height(*effective_height, ctx)?;
+                plan.writes.push((
+                    StateKey::ValidatorChange(*effective_height, *key),
+                    StateValue::ValidatorChange(Some((*power, address.clone()))),
+                ));
+            }
+            Governance::RemoveValidator {
+                key,
+                effective_height,
+            } => {
+                self.check_effective_height(*effective_height, ctx)?;
+                let current = self.validators();
+                if !current.iter().any(|v| v.key == *key) {
+                    return Err(TxError::Invalid {
+                        field: "governance.remove_validator.public_key",
+                        reason: format!("{} is not a validator", key.short()),
+                    });
+                }
+                if current.len() == 1 {
+                    return Err(TxError::Invalid {
+                        field: "governance.remove_validator.public_key",
+                        reason: "the consortium cannot remove its last validator".into(),
+                    });
+                }
+                plan.writes.push((
+                    StateKey::ValidatorChange(*effective_height, *key),
+                    StateValue::ValidatorChange(None),
+                ));
+            }
+            Governance::SetMember { party, member } => {
+                let Some(state) = self.party(party) else {
+                    return Err(TxError::UnknownParty {
+                        field: "governance.set_member.party",
+                        party: *party,
+                    });
+                };
+                if state.role == Role::Patient {
+                    return Err(TxError::Invalid {
+                        field: "governance.set_member.party",
+                        reason: "a patient cannot be a member organisation".into(),
+                    });
+                }
+                if !member && self.members().len() == 1 && state.member {
+                    return Err(TxError::Invalid {
+                        field: "governance.set_member.member",
+                        reason: "the consortium cannot remove its last member".into(),
+                    });
+                }
+                let mut next = state.clone();
+                next.member = *member;
+                plan.writes
+                    .push((StateKey::Party(*party), StateValue::Party(next)));
+            }
+            Governance::RegisterVerifyingKey { circuit, key_hash } => {
+                let key = StateKey::VerifyingKey(circuit.clone());
+                match key_hash {
+                    Some(h) => plan.writes.push((key, StateValue::VerifyingKey(*h))),
+                    None => plan.deletes.push(key),
+                }
             }
         }
         Ok(())

@@ -101,6 +101,14 @@ pub enum StateKey {
     Delegate(PartyId, PartyId),
     /// A decided request.
     Request(RequestId),
+    /// The current validator set.
+    Validators,
+    /// A validator change pending for a height: (effective height, validator key).
+    ValidatorChange(Height, custos_crypto::PublicKey),
+    /// The validator set from a height on (history, to serve and verify old headers).
+    ValidatorSetAt(Height),
+    /// A circuit's registered verifying key hash.
+    VerifyingKey(String),
 }
 
 /// A state value.
@@ -122,6 +130,23 @@ pub enum StateValue {
     Delegate(DelegateState),
     /// A request.
     Request(RequestState),
+    /// A validator set, sorted by key.
+    Validators(Vec<ValidatorEntry>),
+    /// A pending change: the new power and address, or `None` for a removal.
+    ValidatorChange(Option<(u64, String)>),
+    /// A verifying key hash.
+    VerifyingKey(Hash),
+}
+
+/// A validator as the state records it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ValidatorEntry {
+    /// Its consensus key.
+    pub key: custos_crypto::PublicKey,
+    /// Its voting power.
+    pub power: u64,
+    /// Its libp2p address.
+    pub address: String,
 }
 
 /// Why stored state could not be read back.
@@ -204,6 +229,14 @@ impl Kv {
         let old = self.map.insert(key.clone(), value);
         self.journal.entry(key.clone()).or_insert(old);
         self.leaves.insert(key, leaf);
+    }
+
+    /// Deletes a value.
+    pub fn delete(&mut self, key: &StateKey) {
+        if let Some(old) = self.map.remove(key) {
+            self.journal.entry(key.clone()).or_insert(Some(old));
+            self.leaves.remove(key);
+        }
     }
 
     /// Iterates the items from `from` to `to`, both included.

@@ -25,20 +25,19 @@ pub fn verify_signed_header(
     Ok(header.hash())
 }
 
-/// Checks a run of consecutive headers from height 1: each certificate, each link to the
-/// previous header, and that the validator set stays the trusted one.
-///
-/// Validator-set changes arrive with governance on the BFT network; until then every header must
-/// name the trusted set as the next signers.
+/// Checks a run of consecutive headers from height 1, each with the validator set that signed
+/// it: each set is the one the previous header named (`next_validators_hash`; the genesis set for
+/// height 1), each certificate carries more than 2/3 of its set's power, and each header links
+/// to the previous one. Validator-set changes are followed this way, trusting only the genesis.
 pub fn verify_header_chain(
     chain_id: &str,
-    trusted: &ValidatorSet,
-    headers: &[(BlockHeader, CommitCertificate)],
+    genesis: &ValidatorSet,
+    headers: &[(BlockHeader, CommitCertificate, ValidatorSet)],
 ) -> Result<(), LedgerError> {
-    let set_hash = trusted.hash();
+    let mut expected_set = genesis.hash();
     let mut prev = Hash::ZERO;
     let mut prev_log_size = 0u64;
-    for (i, (header, cert)) in headers.iter().enumerate() {
+    for (i, (header, cert, set)) in headers.iter().enumerate() {
         let expected_height = i as u64 + 1;
         if header.height != expected_height {
             return Err(LedgerError::Chain(format!(
@@ -61,14 +60,15 @@ pub fn verify_header_chain(
                 header.height, header.log_size
             )));
         }
-        if header.next_validators_hash != set_hash {
+        if set.hash() != expected_set {
             return Err(LedgerError::Chain(format!(
-                "header {} names an unknown validator set",
+                "header {} comes with a validator set the previous header did not name",
                 header.height
             )));
         }
-        prev = verify_signed_header(chain_id, header, cert, trusted)?;
+        prev = verify_signed_header(chain_id, header, cert, set)?;
         prev_log_size = header.log_size;
+        expected_set = header.next_validators_hash;
     }
     Ok(())
 }

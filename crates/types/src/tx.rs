@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, Within, required};
 use crate::ids::{
-    Category, ChainId, ConsentId, Nonce, PartyId, RecordId, RequestId, Timestamp, TxId,
+    Category, ChainId, ConsentId, Height, Nonce, PartyId, RecordId, RequestId, Timestamp, TxId,
 };
 use crate::model::{AccessMode, Consent, Organisation, Parameters, Role};
 use crate::purpose::Purpose;
@@ -98,11 +98,46 @@ pub struct EraseRecord {
     pub legal_grounds: bool,
 }
 
+/// Largest circuit name length.
+pub const MAX_CIRCUIT_NAME: usize = 64;
+
 /// A consortium change.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Governance {
     /// Replaces the consortium parameters.
     SetParameters(Parameters),
+    /// Adds a validator (or changes its power) from a height on.
+    AddValidator {
+        /// Its consensus key.
+        key: PublicKey,
+        /// Its voting power (positive).
+        power: u64,
+        /// Its libp2p address.
+        address: String,
+        /// First height it signs.
+        effective_height: Height,
+    },
+    /// Removes a validator from a height on.
+    RemoveValidator {
+        /// Its consensus key.
+        key: PublicKey,
+        /// First height it no longer signs.
+        effective_height: Height,
+    },
+    /// Adds an organisation to, or removes it from, the governance members.
+    SetMember {
+        /// The organisation's party.
+        party: PartyId,
+        /// Member or not.
+        member: bool,
+    },
+    /// Registers (`Some`) or revokes (`None`) a circuit's verifying key hash.
+    RegisterVerifyingKey {
+        /// Circuit name (`[a-z0-9-]`, 1 to 64).
+        circuit: String,
+        /// SHA-256 of the verifying key artifact.
+        key_hash: Option<Hash>,
+    },
 }
 
 /// What a transaction does.
@@ -257,16 +292,7 @@ impl TryFrom<pb::TransactionBody> for TransactionBody {
             }),
             Kind::Governance(g) => {
                 let action = required(g.action, "action").within("governance")?;
-                match action {
-                    pb::governance::Action::SetParameters(s) => {
-                        let params = required(s.parameters, "parameters")
-                            .within("governance.set_parameters")?;
-                        TxKind::Governance(Governance::SetParameters(
-                            Parameters::try_from(params)
-                                .within("governance.set_parameters.parameters")?,
-                        ))
-                    }
-                }
+                TxKind::Governance(governance_from_wire(action).within("governance")?)
             }
         };
         Ok(TransactionBody {
@@ -274,6 +300,104 @@ impl TryFrom<pb::TransactionBody> for TransactionBody {
             nonce: Nonce(wire.nonce),
             kind,
         })
+    }
+}
+
+fn governance_from_wire(action: pb::governance::Action) -> Result<Governance, FieldError> {
+    use pb::governance::Action;
+    Ok(match action {
+        Action::SetParameters(s) => {
+            let params = required(s.parameters, "parameters").within("set_parameters")?;
+            Governance::SetParameters(
+                Parameters::try_from(params).within("set_parameters.parameters")?,
+            )
+        }
+        Action::AddValidator(a) => (|| {
+            if a.power == 0 {
+                return Err(FieldError::new(
+                    "power",
+                    "a validator needs positive voting power",
+                ));
+            }
+            if a.address.len() > 256 {
+                return Err(FieldError::new("address", "at most 256 characters"));
+            }
+            Ok(Governance::AddValidator {
+                key: PartyId::from_field(&a.public_key, "public_key")?.0,
+                power: a.power,
+                address: a.address,
+                effective_height: Height(a.effective_height),
+            })
+        })()
+        .within("add_validator")?,
+        Action::RemoveValidator(r) => Governance::RemoveValidator {
+            key: PartyId::from_field(&r.public_key, "public_key")
+                .within("remove_validator")?
+                .0,
+            effective_height: Height(r.effective_height),
+        },
+        Action::SetMember(m) => Governance::SetMember {
+            party: PartyId::from_field(&m.party, "party").within("set_member")?,
+            member: m.member,
+        },
+        Action::RegisterVerifyingKey(r) => (|| {
+            let ok = !r.circuit.is_empty()
+                && r.circuit.len() <= MAX_CIRCUIT_NAME
+                && r.circuit
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                return Err(FieldError::new(
+                    "circuit",
+                    "expected 1 to 64 characters of [a-z0-9-]",
+                ));
+            }
+            Ok(Governance::RegisterVerifyingKey {
+                circuit: r.circuit,
+                key_hash: optional_digest(&r.key_hash, "key_hash")?,
+            })
+        })()
+        .within("register_verifying_key")?,
+    })
+}
+
+fn governance_to_wire(g: &Governance) -> pb::Governance {
+    use pb::governance::Action;
+    let action = match g {
+        Governance::SetParameters(p) => Action::SetParameters(pb::SetParameters {
+            parameters: Some(p.into()),
+        }),
+        Governance::AddValidator {
+            key,
+            power,
+            address,
+            effective_height,
+        } => Action::AddValidator(pb::AddValidator {
+            public_key: key.as_bytes().to_vec(),
+            power: *power,
+            address: address.clone(),
+            effective_height: effective_height.0,
+        }),
+        Governance::RemoveValidator {
+            key,
+            effective_height,
+        } => Action::RemoveValidator(pb::RemoveValidator {
+            public_key: key.as_bytes().to_vec(),
+            effective_height: effective_height.0,
+        }),
+        Governance::SetMember { party, member } => Action::SetMember(pb::SetMember {
+            party: party.to_vec(),
+            member: *member,
+        }),
+        Governance::RegisterVerifyingKey { circuit, key_hash } => {
+            Action::RegisterVerifyingKey(pb::RegisterVerifyingKey {
+                circuit: circuit.clone(),
+                key_hash: key_hash.map_or(vec![], |h| h.0.to_vec()),
+            })
+        }
+    };
+    pb::Governance {
+        action: Some(action),
     }
 }
 
@@ -320,11 +444,7 @@ impl From<&TransactionBody> for pb::TransactionBody {
                 record_id: e.record_id.to_vec(),
                 legal_grounds: e.legal_grounds,
             }),
-            TxKind::Governance(Governance::SetParameters(p)) => Kind::Governance(pb::Governance {
-                action: Some(pb::governance::Action::SetParameters(pb::SetParameters {
-                    parameters: Some(p.into()),
-                })),
-            }),
+            TxKind::Governance(g) => Kind::Governance(governance_to_wire(g)),
         };
         pb::TransactionBody {
             version: ENCODING_VERSION,

@@ -201,11 +201,11 @@ pub(crate) async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
             let headers = client.headers().await?;
             let trusted = verify::genesis_validators(&genesis)?;
             let verified = verify::verify_header_chain(&genesis, &trusted, &headers)?;
-            let last = verified.last();
+            let last = verified.last().map(|(h, _)| h);
             out.result(
                 || match last {
                     Some(h) => format!(
-                        "chain verified: {} headers, each certified by more than 2/3 of the genesis validators and linked to its parent; log size {}, root {}",
+                        "chain verified: {} headers, each certified by more than 2/3 of its validator set (followed from the genesis) and linked to its parent; log size {}, root {}",
                         verified.len(),
                         h.log_size,
                         h.log_root

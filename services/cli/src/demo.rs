@@ -295,7 +295,7 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     let headers = client.headers().await?;
     let trusted = verify::genesis_validators(&genesis)?;
     let chain = verify::verify_header_chain(&genesis, &trusted, &headers)?;
-    let tip = chain.last().context("no blocks")?;
+    let (tip, _) = chain.last().context("no blocks")?;
     let granted = verified.iter().filter(|d| d.granted()).count();
     out.say(format!(
         "auditor: {} decisions ({granted} granted, {} denied, {} break-glass), each with a verified inclusion proof and commit certificate",

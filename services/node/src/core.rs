@@ -136,7 +136,6 @@ impl Inner {
 /// The ledger core of one node.
 pub struct LedgerCore {
     genesis: Genesis,
-    validators: ValidatorSet,
     store: Arc<dyn LedgerStore>,
     inner: Mutex<Inner>,
     events: broadcast::Sender<BlockEvent>,
@@ -149,16 +148,7 @@ impl LedgerCore {
         genesis
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid genesis: {e}"))?;
-        let validators = ValidatorSet::new(
-            genesis
-                .validators
-                .iter()
-                .map(|v| Validator {
-                    key: v.public_key.0,
-                    power: v.power,
-                })
-                .collect(),
-        )?;
+
         let tip_height = store.tip()?;
         let (machine, tree, tip) = if tip_height == 0 {
             let machine = StateMachine::genesis(&genesis)
@@ -201,7 +191,6 @@ impl LedgerCore {
         let (events, _) = broadcast::channel(1024);
         Ok(LedgerCore {
             genesis,
-            validators,
             store,
             inner: Mutex::new(Inner {
                 genesis_items: if tip.is_none() {
@@ -235,8 +224,15 @@ impl LedgerCore {
     }
 
     /// The validator set.
-    pub fn validators(&self) -> &ValidatorSet {
-        &self.validators
+    pub fn validators(&self) -> ValidatorSet {
+        let height = self.lock().tip.as_ref().map_or(0, |t| t.height);
+        self.validators_at(height + 1)
+    }
+
+    /// The validator set that signs `height` (the genesis set, then as governance changed it).
+    pub fn validators_at(&self, height: u64) -> ValidatorSet {
+        let entries = self.lock().machine.validators_at(Height(height));
+        to_set(&entries)
     }
 
     /// The store.
@@ -281,6 +277,7 @@ impl LedgerCore {
         proposer: PublicKey,
     ) -> Executed {
         let first_entry = inner.tree.len();
+        inner.machine.begin_block(ctx);
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
         let mut write = BlockWrite {
@@ -351,7 +348,7 @@ impl LedgerCore {
             state_root: inner.machine.root(),
             tx_count: accepted.len() as u32,
             proposer,
-            next_validators_hash: self.validators.hash(),
+            next_validators_hash: to_set(&inner.machine.next_validators(ctx.height)).hash(),
         };
         Executed {
             write,
@@ -416,7 +413,10 @@ impl LedgerCore {
                 h.time_ms
             )));
         }
-        if self.validators.power_of(&h.proposer).is_none() {
+        if to_set(&inner.machine.next_validators(Height(h.height - 1)))
+            .power_of(&h.proposer)
+            .is_none()
+        {
             return Err(BlockError(format!(
                 "proposer {} is not a validator",
                 h.proposer.short()
@@ -456,7 +456,12 @@ impl LedgerCore {
         certificate: CommitCertificate,
     ) -> anyhow::Result<Vec<(TxId, u64)>> {
         let mut inner = self.lock();
-        certificate.verify(&block.header, &self.validators)?;
+        let signers = to_set(
+            &inner
+                .machine
+                .next_validators(Height(block.header.height.saturating_sub(1))),
+        );
+        certificate.verify(&block.header, &signers)?;
         let (executed, first_entry) = self
             .execute_strict(&mut inner, block)
             .map_err(|e| anyhow::anyhow!("decided block is invalid: {}", e.0))?;
@@ -493,6 +498,22 @@ impl LedgerCore {
     /// The log index of a request's decision.
     pub fn decision_index(&self, request: &RequestId) -> anyhow::Result<Option<u64>> {
         Ok(self.store.decision_index(request)?)
+    }
+}
+
+/// The ledger's form of a validator set. The state never holds an empty or invalid set (genesis
+/// is validated and governance keeps at least one validator), so a failure here is a bug.
+fn to_set(entries: &[custos_consent::ValidatorEntry]) -> ValidatorSet {
+    let validators = entries
+        .iter()
+        .map(|v| Validator {
+            key: v.key,
+            power: v.power,
+        })
+        .collect();
+    match ValidatorSet::new(validators) {
+        Ok(set) => set,
+        Err(e) => panic!("the state holds an invalid validator set: {e}"),
     }
 }
 

@@ -360,6 +360,7 @@ impl Ledger {
         let _ = self.sm.take_changes();
         self.height += 1;
         self.time = time.0;
+        self.sm.begin_block(self.ctx());
     }
 
     /// `kind` signed by `key` with its next nonce.

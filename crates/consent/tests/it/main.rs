@@ -13,3 +13,4 @@ mod pinned;
 mod registration;
 mod release;
 mod scope;
+mod validators;

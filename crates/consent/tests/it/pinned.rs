@@ -9,7 +9,8 @@ use custos_types::{AccessMode, DecisionReason, Timestamp};
 
 use crate::fixture::*;
 
-const PINNED_ROOT: &str = "ddaad9635997f2ab2438f0eb425a52fbd9ce7d629b3fb6263ceed9224e090bbb";
+// Changed on purpose when the validator set and its history entered the state (governance).
+const PINNED_ROOT: &str = "77c60cdc958b3633e79141ac405ca69c73bfb043fa3a9a41e5e28d884576c264";
 
 #[test]
 fn the_state_root_after_a_fixed_scenario_is_pinned() {

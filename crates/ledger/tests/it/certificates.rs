@@ -107,7 +107,11 @@ fn a_header_chain_verifies_and_a_broken_link_or_stripped_certificate_is_named() 
     for height in 1..=5 {
         let h = header(height, prev, &s);
         prev = h.hash();
-        chain.push((h.clone(), CommitCertificate::sign(&h, 0, &refs[..3])));
+        chain.push((
+            h.clone(),
+            CommitCertificate::sign(&h, 0, &refs[..3]),
+            s.clone(),
+        ));
     }
     verify_header_chain("custos-fixture", &s, &chain).expect("valid chain");
     let mut broken = chain.clone();
@@ -120,6 +124,45 @@ fn a_header_chain_verifies_and_a_broken_link_or_stripped_certificate_is_named() 
     let err = verify_header_chain("custos-fixture", &s, &stripped).unwrap_err();
     assert!(err.to_string().contains("0 of 4"), "{err}");
     assert!(verify_header_chain("another-chain", &s, &chain).is_err());
+    let mut foreign = chain.clone();
+    foreign[1].2 = set(&[&key(7), &key(8)]);
+    foreign[1].1 = CommitCertificate::sign(&foreign[1].0, 0, &[&key(7), &key(8)]);
+    let err = verify_header_chain("custos-fixture", &s, &foreign).unwrap_err();
+    assert!(err.to_string().contains("did not name"), "{err}");
+}
+
+#[test]
+fn a_header_chain_follows_a_validator_set_change_the_previous_header_named() {
+    let old = [key(1), key(2), key(3), key(4)];
+    let old_refs = [&old[0], &old[1], &old[2], &old[3]];
+    let new = [key(5), key(6), key(7)];
+    let new_refs = [&new[0], &new[1], &new[2]];
+    let (s_old, s_new) = (set(&old_refs), set(&new_refs));
+    let mut chain = Vec::new();
+    let mut prev = Hash::ZERO;
+    for height in 1..=4 {
+        // Header 2 announces the new set; from height 3 on the new set signs.
+        let signers = if height <= 2 { &s_old } else { &s_new };
+        let mut h = header(height, prev, signers);
+        h.next_validators_hash = if height >= 2 {
+            s_new.hash()
+        } else {
+            s_old.hash()
+        };
+        prev = h.hash();
+        let cert = if height <= 2 {
+            CommitCertificate::sign(&h, 0, &old_refs[..3])
+        } else {
+            CommitCertificate::sign(&h, 0, &new_refs)
+        };
+        chain.push((h, cert, signers.clone()));
+    }
+    verify_header_chain("custos-fixture", &s_old, &chain).expect("follows the change");
+    // The old validators cannot keep signing after the change.
+    let mut stale = chain.clone();
+    stale[2].1 = CommitCertificate::sign(&stale[2].0, 0, &old_refs[..3]);
+    stale[2].2 = s_old.clone();
+    assert!(verify_header_chain("custos-fixture", &s_old, &stale).is_err());
 }
 
 #[test]

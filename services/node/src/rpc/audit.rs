@@ -241,20 +241,19 @@ impl AuditService for AuditRpc {
         let tip = store.tip().map_err(internal)?;
         let mut headers = Vec::with_capacity(tip as usize);
         for h in 1..=tip {
-            headers.push(
-                store
-                    .header(h)
-                    .map_err(internal)?
-                    .ok_or_else(|| internal("missing header"))?,
-            );
+            let (header, cert) = store
+                .header(h)
+                .map_err(internal)?
+                .ok_or_else(|| internal("missing header"))?;
+            headers.push((header, cert, self.ctx.core.validators_at(h)));
         }
         custos_ledger::verify::verify_header_chain(
             self.ctx.core.genesis().chain_id.as_str(),
-            self.ctx.core.validators(),
+            &self.ctx.core.validators_at(1),
             &headers,
         )
         .map_err(|e| Status::data_loss(format!("chain verification failed: {e}")))?;
-        let last = headers.last().map(|(h, _)| h.clone());
+        let last = headers.last().map(|(h, _, _)| h.clone());
         Ok(Response::new(pb::VerifyChainResponse {
             verified_height: tip,
             log_size: last.as_ref().map_or(0, |h| h.log_size),

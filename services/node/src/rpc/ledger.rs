@@ -116,7 +116,7 @@ pub fn wire_block(ctx: &NodeContext, height: u64) -> Result<pb::Block, Status> {
         signed_header: Some(pb::SignedHeader {
             header: Some(block.header.to_wire()),
             certificate: Some(block.certificate.to_wire()),
-            validator_set: Some(ctx.core.validators().to_wire()),
+            validator_set: Some(ctx.core.validators_at(height).to_wire()),
         }),
         first_entry_index: block.first_entry,
         entries: block.entries,

@@ -156,6 +156,6 @@ pub fn signed_header(ctx: &NodeContext, height: u64) -> Result<ledger_pb::Signed
     Ok(ledger_pb::SignedHeader {
         header: Some(header.to_wire()),
         certificate: Some(cert.to_wire()),
-        validator_set: Some(ctx.core.validators().to_wire()),
+        validator_set: Some(ctx.core.validators_at(height).to_wire()),
     })
 }
