@@ -225,17 +225,17 @@ impl StateMachine {
         let next = Height(height.0 + 1);
         let mut changed = false;
         for (k, v) in self.kv.iter() {
-            if let (StateKey::ValidatorChange(h, key), StateValue::ValidatorChange(c)) = (k, v) {
-                if *h <= next {
-                    changed = true;
-                    set.retain(|e| e.key != *key);
-                    if let Some((power, address)) = c {
-                        set.push(ValidatorEntry {
-                            key: *key,
-                            power: *power,
-                            address: address.clone(),
-                        });
-                    }
+            if let (StateKey::ValidatorChange(h, key), StateValue::ValidatorChange(c)) = (k, v)
+                && *h <= next
+            {
+                changed = true;
+                set.retain(|e| e.key != *key);
+                if let Some((power, address)) = c {
+                    set.push(ValidatorEntry {
+                        key: *key,
+                        power: *power,
+                        address: address.clone(),
+                    });
                 }
             }
         }
