@@ -18,7 +18,21 @@ pub struct SledBackend {
 impl SledBackend {
     /// Opens (or creates) the database in the directory `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = sled::open(path).map_err(backend)?;
+        // sled releases its file lock from a background thread after the last handle drops, so a
+        // store reopened at once (a restart in the same process) may briefly find it held.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match sled::open(path) {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        };
         let tree = db.open_tree(TREE).map_err(backend)?;
         Ok(SledBackend { db, tree })
     }
