@@ -3,6 +3,7 @@
 
 mod audit;
 mod demo;
+mod devnet;
 mod keys;
 mod node;
 mod output;
@@ -39,6 +40,8 @@ pub(crate) struct Conn {
 enum Command {
     /// Runs the whole story on a local consortium and prints what each actor sees.
     Demo(demo::DemoArgs),
+    /// Starts a local consortium of validators as separate processes on loopback.
+    Devnet(devnet::DevnetArgs),
     /// Generates and shows key files.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args, &out).await,
+            Command::Devnet(args) => devnet::run(args, &out).await,
             Command::Keys(cmd) => keys::run(cmd, &out),
             Command::Node(cmd) => node::run(cmd, &out).await,
             Command::Patient(cmd) => parties::run_patient(cmd, &out).await,

@@ -35,6 +35,20 @@ pub struct NodeConfig {
     /// gRPC endpoints of the other validators; admitted transactions are forwarded to them.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// libp2p address for consensus (e.g. `/ip4/127.0.0.1/tcp/27000`). Set, the node runs
+    /// Malachite BFT with the genesis validators; unset, it is a one-validator consortium.
+    #[serde(default)]
+    pub p2p_listen: Option<String>,
+    /// libp2p addresses of the other validators.
+    #[serde(default)]
+    pub p2p_peers: Vec<String>,
+    /// How long a proposer with no pending transaction waits before proposing an empty block.
+    #[serde(default = "default_idle")]
+    pub idle_block_ms: u64,
+}
+
+fn default_idle() -> u64 {
+    1000
 }
 
 fn default_listen() -> SocketAddr {
@@ -66,6 +80,9 @@ impl NodeConfig {
             max_block_txs: default_max_block_txs(),
             mempool_capacity: default_mempool(),
             peers: Vec::new(),
+            p2p_listen: None,
+            p2p_peers: Vec::new(),
+            idle_block_ms: default_idle(),
         }
     }
 

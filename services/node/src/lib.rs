@@ -5,6 +5,7 @@
 //! the store; a [`consensus::Consensus`] implementation orders and certifies them (today
 //! [`consensus::SoloValidator`], a one-validator consortium); [`rpc`] adapts it all to gRPC.
 
+pub mod bft;
 pub mod config;
 pub mod consensus;
 pub mod core;

@@ -101,12 +101,31 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let mempool = Arc::new(Mempool::new(config.mempool_capacity));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
-    let solo = SoloValidator::new(
-        keys.identity.clone(),
-        config.block_interval(),
-        config.max_block_txs,
-    );
-    let consensus = tokio::spawn(solo.run(core.clone(), mempool.clone(), shutdown_rx.clone()));
+    let consensus = match &config.p2p_listen {
+        Some(listen) => {
+            let mut bft = custos_consensus::ConsensusConfig::new(
+                keys.public().short(),
+                listen.clone(),
+                config.data_dir.join("consensus"),
+            );
+            bft.persistent_peers = config.p2p_peers.clone();
+            let validator = crate::bft::BftValidator::new(
+                keys.identity.clone(),
+                bft,
+                config.max_block_txs,
+                std::time::Duration::from_millis(config.idle_block_ms),
+            );
+            tokio::spawn(validator.run(core.clone(), mempool.clone(), shutdown_rx.clone()))
+        }
+        None => {
+            let solo = SoloValidator::new(
+                keys.identity.clone(),
+                config.block_interval(),
+                config.max_block_txs,
+            );
+            tokio::spawn(solo.run(core.clone(), mempool.clone(), shutdown_rx.clone()))
+        }
+    };
 
     let ctx = NodeContext {
         core: core.clone(),

@@ -1,0 +1,61 @@
+//! How one validator takes part: where it listens, whom it dials, where it keeps its WAL.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of one consensus node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsensusConfig {
+    /// A name for logs and metrics.
+    pub moniker: String,
+    /// The libp2p address to listen on, e.g. `/ip4/127.0.0.1/tcp/26656`.
+    pub listen_addr: String,
+    /// The other validators' libp2p addresses; only these peers are connected.
+    pub persistent_peers: Vec<String>,
+    /// Folder for the engine's write-ahead log and the proposal store.
+    pub data_dir: PathBuf,
+    /// How long to wait for a proposal in round 0.
+    pub propose_timeout: Duration,
+    /// How long to wait for more prevotes or precommits after a quorum of mixed votes.
+    pub vote_timeout: Duration,
+    /// How much every timeout grows with each further round.
+    pub timeout_delta: Duration,
+    /// How often peers exchange their heights for value sync.
+    pub sync_status_interval: Duration,
+    /// How long a value-sync request may take before another peer is asked.
+    pub sync_request_timeout: Duration,
+    /// Largest value (encoded block) accepted from a peer, in bytes.
+    pub max_value_bytes: usize,
+}
+
+impl ConsensusConfig {
+    /// Settings with default timeouts for a node listening on `listen_addr` that keeps its data
+    /// in `data_dir`.
+    pub fn new(
+        moniker: impl Into<String>,
+        listen_addr: impl Into<String>,
+        data_dir: PathBuf,
+    ) -> Self {
+        ConsensusConfig {
+            moniker: moniker.into(),
+            listen_addr: listen_addr.into(),
+            persistent_peers: Vec::new(),
+            data_dir,
+            propose_timeout: Duration::from_secs(3),
+            vote_timeout: Duration::from_secs(1),
+            timeout_delta: Duration::from_millis(500),
+            sync_status_interval: Duration::from_secs(2),
+            sync_request_timeout: Duration::from_secs(10),
+            max_value_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The libp2p TCP multiaddr of a socket address: `/ip4/127.0.0.1/tcp/26656`.
+pub fn tcp_multiaddr(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("/ip4/{}/tcp/{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("/ip6/{}/tcp/{}", a.ip(), a.port()),
+    }
+}
