@@ -178,7 +178,7 @@ async fn truncated_protobuf_bytes_are_refused_and_the_node_keeps_working() {
         ledger_pb::TxStatus::Finalized as i32,
         "{response:?}"
     );
-    assert_eq!(net.snapshot().await.unwrap().height, before.height + 1);
+    assert_eq!(net.snapshot().await.unwrap().log_size, before.log_size + 1);
     net.stop().await.unwrap();
 }
 

@@ -21,6 +21,10 @@ pub struct ConsensusConfig {
     pub vote_timeout: Duration,
     /// How much every timeout grows with each further round.
     pub timeout_delta: Duration,
+    /// Least time from the start of one height to the start of the next (the engine's
+    /// `target_time`): a height decided sooner waits, collecting late precommits. `None` moves
+    /// on as soon as a height is committed.
+    pub target_block_time: Option<Duration>,
     /// How often peers exchange their heights for value sync.
     pub sync_status_interval: Duration,
     /// How long a value-sync request may take before another peer is asked.
@@ -45,6 +49,7 @@ impl ConsensusConfig {
             propose_timeout: Duration::from_secs(3),
             vote_timeout: Duration::from_secs(1),
             timeout_delta: Duration::from_millis(500),
+            target_block_time: None,
             sync_status_interval: Duration::from_secs(2),
             sync_request_timeout: Duration::from_secs(10),
             max_value_bytes: 16 * 1024 * 1024,

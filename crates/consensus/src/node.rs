@@ -9,6 +9,7 @@ use arc_malachitebft_app_channel::app::config::{
     ConsensusConfig as EngineConsensusConfig, NodeConfig, ValueSyncConfig,
 };
 use arc_malachitebft_app_channel::app::consensus::VoteExtensionError;
+use arc_malachitebft_app_channel::app::engine::consensus::Msg as ConsensusActorMsg;
 use arc_malachitebft_app_channel::app::engine::host::{Next, SyncedValueOutcome};
 use arc_malachitebft_app_channel::app::net::PeerId;
 use arc_malachitebft_app_channel::app::streaming::StreamId;
@@ -19,8 +20,8 @@ use arc_malachitebft_app_channel::app::types::core::{
 use arc_malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use arc_malachitebft_app_channel::app::types::{Keypair, LocallyProposedValue, ProposedValue};
 use arc_malachitebft_app_channel::{
-    AppMsg, ConsensusContext, EngineBuilder, NetworkContext, NetworkIdentity, NetworkMsg,
-    RequestContext, Signer, SyncContext, WalContext,
+    AppMsg, ConsensusContext, EngineBuilder, EngineHandle, NetworkContext, NetworkIdentity,
+    NetworkMsg, RequestContext, Signer, SyncContext, WalContext,
 };
 use bytes::Bytes;
 use custos_crypto::{PublicKey, SigningKeyPair};
@@ -201,7 +202,7 @@ pub async fn run(
         let wal_path = config.data_dir.join("wal").join("consensus.wal");
 
         let keypair = network_keypair(&key)?;
-        let (identity, consensus_ctx, signer) = if is_validator {
+        let (identity, consensus_ctx) = if is_validator {
             let signer = CustosSigner::new(&ctx, key.clone());
             let peer_id = keypair.public().to_peer_id().to_bytes();
             let proof = signer
@@ -222,13 +223,13 @@ pub async fn run(
                 Box::new(CustosVerifier::new(&ctx)),
                 Box::new(CustosSigner::new(&ctx, key.clone())),
             );
-            (identity, consensus_ctx, Some(signer))
+            (identity, consensus_ctx)
         } else {
             warn!("this key is not in the validator set: following the chain without voting");
             let identity = NetworkIdentity::new(config.moniker.clone(), keypair, None);
             let consensus_ctx =
                 ConsensusContext::new_full_node(address, Box::new(CustosVerifier::new(&ctx)));
-            (identity, consensus_ctx, None)
+            (identity, consensus_ctx)
         };
 
         let (channels, engine) =
@@ -243,23 +244,7 @@ pub async fn run(
                 .map_err(|e| anyhow!("starting the consensus engine: {e:#}"))?;
         info!(listen = %config.listen_addr, validator = is_validator, "consensus started");
 
-        let mut host = Host {
-            app,
-            chain_id,
-            address,
-            validators,
-            timeouts: timeouts(&config),
-            signer,
-            store,
-            streams: Streams::new(config.max_value_bytes),
-            pending: BTreeMap::new(),
-            max_value_bytes: config.max_value_bytes,
-            stream_nonce: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0),
-            network: channels.network,
-        };
+        let mut host = Host::new(app, &config, &key, validators, store, channels.network);
         let mut from_engine = channels.consensus;
 
         let result = loop {
@@ -286,17 +271,27 @@ pub async fn run(
         // Dropping our end releases any request the engine is waiting on, so its actors stop.
         drop(from_engine);
         drop(host);
-        engine
-            .actor
-            .stop_children_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
-            .await;
-        let _ = engine.actor.stop_and_wait(None, Some(STOP_TIMEOUT)).await;
-        let _ = tokio::time::timeout(STOP_TIMEOUT, engine.handle).await;
+        stop_engine(engine).await;
         info!("consensus stopped");
         result
     }
     .instrument(span)
     .await
+}
+
+/// Stops the engine's actors: consensus first, because it appends to the WAL and, finding the
+/// WAL gone, hangs on purpose (it cannot tell a shutdown from a failing disk); then the rest,
+/// as a crash would, which the WAL is made to survive.
+async fn stop_engine(engine: EngineHandle) {
+    for child in engine.actor.get_children() {
+        if child.is_message_type_of::<ConsensusActorMsg<Ctx>>() == Some(true) {
+            let _ = child
+                .stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
+                .await;
+        }
+    }
+    let _ = engine.actor.kill_and_wait(Some(STOP_TIMEOUT)).await;
+    let _ = tokio::time::timeout(STOP_TIMEOUT, engine.handle).await;
 }
 
 /// Runs a blocking application call off the async workers.
@@ -324,6 +319,7 @@ struct Host {
     address: Address,
     validators: ValidatorSet,
     timeouts: LinearTimeouts,
+    target_block_time: Option<Duration>,
     signer: Option<CustosSigner>,
     store: ValueStore,
     streams: Streams,
@@ -335,8 +331,46 @@ struct Host {
 }
 
 impl Host {
+    fn new(
+        app: Arc<dyn Application>,
+        config: &ConsensusConfig,
+        key: &SigningKeyPair,
+        validators: ValidatorSet,
+        store: ValueStore,
+        network: mpsc::Sender<NetworkMsg<Ctx>>,
+    ) -> Self {
+        let chain_id = app.chain_id();
+        let address = Address(key.public());
+        let signer = validators
+            .contains(&address)
+            .then(|| CustosSigner::new(&CustosContext::new(&chain_id), key.clone()));
+        Host {
+            app,
+            chain_id,
+            address,
+            validators,
+            timeouts: timeouts(config),
+            target_block_time: config.target_block_time,
+            signer,
+            store,
+            streams: Streams::new(config.max_value_bytes),
+            pending: BTreeMap::new(),
+            max_value_bytes: config.max_value_bytes,
+            // Stream ids must not repeat across restarts while peers may still buffer old ones.
+            stream_nonce: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+            network,
+        }
+    }
+
     fn params(&self) -> HeightParams<Ctx> {
-        HeightParams::new(self.validators.clone(), self.timeouts, None)
+        HeightParams::new(
+            self.validators.clone(),
+            self.timeouts,
+            self.target_block_time,
+        )
     }
 
     /// Answers one message; an error stops consensus.
@@ -643,6 +677,16 @@ impl Host {
     /// Validates an authenticated value for the next height and stores it with its verdict.
     async fn accept(&mut self, a: Assembled) -> Option<ProposedValue<Ctx>> {
         let (height, round) = (a.init.height, a.init.round);
+        // A value seen before (a restream, or a pending one at its round's start) keeps its
+        // verdict without being executed again.
+        if let Some(seen) = self
+            .store
+            .at_round(height, round)
+            .into_iter()
+            .find(|v| v.value_id == a.fin.value_id && v.signature == Some(a.fin.signature))
+        {
+            return Some(proposed_value(&seen));
+        }
         if self.store.count_at_round(height, round) >= VALUES_PER_ROUND {
             warn!(%height, %round, "too many values for one round: dropped one");
             return None;
@@ -805,12 +849,337 @@ impl Host {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
-    use custos_crypto::SecretKey;
+    use arc_malachitebft_app_channel::app::types::core::{
+        CommitCertificate, Context as _, NilOrVal, VoteExtensions,
+    };
+    use custos_crypto::{Hash, SecretKey, sha256};
+    use custos_ledger::commit_message;
+    use tokio::sync::oneshot;
+
+    const CHAIN: &str = "custos-host-test";
+
+    fn key(seed: u8) -> SigningKeyPair {
+        SigningKeyPair::from_secret(&SecretKey::from_slice(&[seed; 32]).unwrap())
+    }
+
+    /// A ledger whose blocks are strings; `bad…` blocks are invalid.
+    struct FakeApp {
+        set: custos_ledger::ValidatorSet,
+        built: Mutex<u32>,
+        committed: Mutex<BTreeMap<u64, (Vec<u8>, custos_ledger::CommitCertificate)>>,
+        propose_bad: bool,
+    }
+
+    impl FakeApp {
+        fn new(propose_bad: bool) -> Arc<Self> {
+            let validators = (1..=4)
+                .map(|i| custos_ledger::Validator {
+                    key: key(i).public(),
+                    power: 1,
+                })
+                .collect();
+            Arc::new(FakeApp {
+                set: custos_ledger::ValidatorSet::new(validators).unwrap(),
+                built: Mutex::new(0),
+                committed: Mutex::new(BTreeMap::new()),
+                propose_bad,
+            })
+        }
+    }
+
+    impl Application for FakeApp {
+        fn chain_id(&self) -> String {
+            CHAIN.into()
+        }
+        fn validators(&self) -> custos_ledger::ValidatorSet {
+            self.set.clone()
+        }
+        fn committed_height(&self) -> u64 {
+            self.committed
+                .lock()
+                .unwrap()
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0)
+        }
+        fn propose(
+            &self,
+            height: u64,
+            round: u32,
+            _: PublicKey,
+        ) -> anyhow::Result<(Vec<u8>, Hash)> {
+            let mut built = self.built.lock().unwrap();
+            *built += 1;
+            let prefix = if self.propose_bad { "bad" } else { "block" };
+            let value = format!("{prefix} {height}/{round} #{built}").into_bytes();
+            let id = sha256(&value);
+            Ok((value, id))
+        }
+        fn validate(&self, height: u64, value: &[u8]) -> Result<Hash, String> {
+            if value.starts_with(b"bad") || height != self.committed_height() + 1 {
+                return Err("invalid block".into());
+            }
+            Ok(sha256(value))
+        }
+        fn commit(
+            &self,
+            height: u64,
+            value: &[u8],
+            certificate: custos_ledger::CommitCertificate,
+        ) -> anyhow::Result<()> {
+            anyhow::ensure!(
+                certificate.header_hash == sha256(value),
+                "certificate for another value"
+            );
+            let message =
+                commit_message(CHAIN, height, certificate.round, &certificate.header_hash);
+            for (k, s) in &certificate.signatures {
+                k.verify(&message, s)?;
+            }
+            self.committed
+                .lock()
+                .unwrap()
+                .insert(height, (value.to_vec(), certificate));
+            Ok(())
+        }
+        fn decided(
+            &self,
+            height: u64,
+        ) -> anyhow::Result<Option<(Vec<u8>, custos_ledger::CommitCertificate)>> {
+            Ok(self.committed.lock().unwrap().get(&height).cloned())
+        }
+    }
+
+    struct TestHost {
+        host: Host,
+        parts: mpsc::Receiver<NetworkMsg<Ctx>>,
+    }
+
+    fn host(app: Arc<FakeApp>, seed: u8, dir: &std::path::Path) -> TestHost {
+        let config = ConsensusConfig::new("test", "/ip4/127.0.0.1/tcp/0", dir.to_path_buf());
+        let validators = ValidatorSet::from_ledger(&app.validators()).unwrap();
+        let store = ValueStore::open(dir.join("values")).unwrap();
+        let (tx, parts) = mpsc::channel(1024);
+        TestHost {
+            host: Host::new(app, &config, &key(seed), validators, store, tx),
+            parts,
+        }
+    }
+
+    /// The key seed of the proposer of `(height, round)`.
+    fn proposer_seed(app: &FakeApp, height: u64, round: u32) -> u8 {
+        let set = ValidatorSet::from_ledger(&app.validators()).unwrap();
+        let proposer = set.validators()[proposer_index(&set, Height(height), round)].address;
+        (1..=4).find(|&i| key(i).public() == proposer.0).unwrap()
+    }
+
+    async fn get_value(h: &mut TestHost, height: u64, round: u32) -> Hash {
+        let (reply, rx) = oneshot::channel();
+        h.host
+            .handle(AppMsg::GetValue {
+                height: Height(height),
+                round: Round::new(round),
+                timeout: Duration::from_secs(5),
+                reply,
+            })
+            .await
+            .unwrap();
+        rx.await.unwrap().value.0
+    }
+
+    fn drain(h: &mut TestHost) -> Vec<NetworkMsg<Ctx>> {
+        std::iter::from_fn(|| h.parts.try_recv().ok()).collect()
+    }
+
+    /// Feeds a stream to `h`; returns the last reply.
+    async fn deliver(h: &mut TestHost, stream: Vec<NetworkMsg<Ctx>>) -> Option<ProposedValue<Ctx>> {
+        let from = PeerId::from_bytes(&[0, 4, 1, 2, 3, 4]).unwrap();
+        let from =
+            arc_malachitebft_app_channel::app::types::PeerId::from_bytes(&from.to_bytes()).unwrap();
+        let mut last = None;
+        for NetworkMsg::PublishProposalPart(part) in stream {
+            let (reply, rx) = oneshot::channel();
+            h.host
+                .handle(AppMsg::ReceivedProposalPart {
+                    from,
+                    published_by: None,
+                    part,
+                    reply,
+                })
+                .await
+                .unwrap();
+            last = rx.await.unwrap();
+        }
+        last
+    }
+
+    #[tokio::test]
+    async fn a_restarted_proposer_proposes_the_value_it_built_before() {
+        let app = FakeApp::new(false);
+        let dir = tempfile::tempdir().unwrap();
+        let seed = proposer_seed(&app, 1, 0);
+        let mut first = host(app.clone(), seed, dir.path());
+        let id = get_value(&mut first, 1, 0).await;
+        assert!(!drain(&mut first).is_empty(), "the value is streamed");
+        drop(first);
+
+        let mut restarted = host(app.clone(), seed, dir.path());
+        assert_eq!(get_value(&mut restarted, 1, 0).await, id);
+        assert!(!drain(&mut restarted).is_empty(), "and streamed again");
+        assert_eq!(*app.built.lock().unwrap(), 1, "the block was built once");
+        assert_ne!(
+            get_value(&mut restarted, 1, 1).await,
+            id,
+            "another round gets a new value"
+        );
+    }
+
+    #[tokio::test]
+    async fn proposals_are_taken_only_from_the_rounds_proposer_and_only_if_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = FakeApp::new(false);
+        let seed = proposer_seed(&app, 1, 0);
+        let other = (1..=4).find(|&i| i != seed).unwrap();
+        let mut receiver = host(app.clone(), other, &dir.path().join("receiver"));
+
+        // From someone else than the proposer of the round: dropped.
+        let mut impostor = host(app.clone(), other, &dir.path().join("impostor"));
+        get_value(&mut impostor, 1, 0).await;
+        let stream = drain(&mut impostor);
+        assert_eq!(deliver(&mut receiver, stream).await, None);
+
+        // From the proposer: checked and accepted.
+        let mut proposer = host(app.clone(), seed, &dir.path().join("proposer"));
+        let id = get_value(&mut proposer, 1, 0).await;
+        let stream = drain(&mut proposer);
+        let value = deliver(&mut receiver, stream)
+            .await
+            .expect("a complete value");
+        assert_eq!(value.value.0, id);
+        assert_eq!(value.validity, Validity::Valid);
+        assert_eq!(value.proposer, Address(key(seed).public()));
+
+        // From the proposer but invalid: answered, as invalid, so the round votes nil.
+        let bad_app = FakeApp::new(true);
+        let mut bad = host(bad_app, seed, &dir.path().join("bad"));
+        let bad_id = get_value(&mut bad, 1, 0).await;
+        let value = deliver(&mut receiver, drain(&mut bad))
+            .await
+            .expect("a verdict");
+        assert_eq!((value.value.0, value.validity), (bad_id, Validity::Invalid));
+    }
+
+    #[tokio::test]
+    async fn a_decided_value_is_committed_with_its_precommits_and_served_to_peers() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = FakeApp::new(false);
+        let seed = proposer_seed(&app, 1, 0);
+        let mut proposer = host(app.clone(), seed, &dir.path().join("proposer"));
+        let id = get_value(&mut proposer, 1, 0).await;
+        drain(&mut proposer);
+
+        // Three of four precommit, each signing through the engine's signer.
+        let ctx = CustosContext::new(CHAIN);
+        let mut votes = Vec::new();
+        for i in 1..=3 {
+            let vote = ctx.new_precommit(
+                Height(1),
+                Round::new(0),
+                NilOrVal::Val(id),
+                Address(key(i).public()),
+            );
+            votes.push(
+                CustosSigner::new(&ctx, key(i))
+                    .sign_vote(vote)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let certificate = CommitCertificate::new(Height(1), Round::new(0), id, votes);
+        let (reply, rx) = oneshot::channel();
+        proposer
+            .host
+            .handle(AppMsg::Decided {
+                certificate: certificate.clone(),
+                extensions: VoteExtensions::default(),
+                reply,
+            })
+            .await
+            .unwrap();
+        rx.await.expect("decided is acknowledged once committed");
+        let committed = app.decided(1).unwrap().expect("committed");
+        assert_eq!(sha256(&committed.0), id);
+        assert_eq!(committed.1.signatures.len(), 3);
+
+        let (reply, rx) = oneshot::channel();
+        proposer
+            .host
+            .handle(AppMsg::Finalized {
+                certificate,
+                extensions: VoteExtensions::default(),
+                evidence: arc_malachitebft_app_channel::app::types::MisbehaviorEvidence {
+                    proposals: Default::default(),
+                    votes: Default::default(),
+                },
+                reply,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(rx.await.unwrap(), Next::Start(Height(2), _)));
+
+        for (range, served) in [(0..=5, 0), (1..=5, 1), (2..=3, 0), (1..=1, 1)] {
+            let (reply, rx) = oneshot::channel();
+            let range = Height(*range.start())..=Height(*range.end());
+            proposer
+                .host
+                .handle(AppMsg::GetDecidedValues { range, reply })
+                .await
+                .unwrap();
+            assert_eq!(rx.await.unwrap().len(), served);
+        }
+    }
+
+    #[tokio::test]
+    async fn synced_blocks_are_checked_before_the_engine_sees_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = FakeApp::new(false);
+        let mut h = host(app, 1, dir.path());
+        let proposer = Address(key(2).public());
+        let sync = |height: u64, bytes: &'static [u8]| {
+            let (reply, rx) = oneshot::channel();
+            let msg = AppMsg::ProcessSyncedValue {
+                height: Height(height),
+                round: Round::new(0),
+                proposer,
+                value_bytes: Bytes::from_static(bytes),
+                reply,
+            };
+            (msg, rx)
+        };
+        let (msg, rx) = sync(1, b"block 1");
+        h.host.handle(msg).await.unwrap();
+        match rx.await.unwrap() {
+            SyncedValueOutcome::Verdict(v) => assert_eq!(v.value.0, sha256(b"block 1")),
+            other => panic!("expected a verdict, got {other:?}"),
+        }
+        let (msg, rx) = sync(1, b"bad block");
+        h.host.handle(msg).await.unwrap();
+        assert!(matches!(rx.await.unwrap(), SyncedValueOutcome::PeerFault));
+        let (msg, rx) = sync(5, b"block 5");
+        h.host.handle(msg).await.unwrap();
+        assert!(matches!(
+            rx.await.unwrap(),
+            SyncedValueOutcome::LocalTransientError
+        ));
+    }
 
     #[test]
     fn a_validators_peer_id_follows_from_its_public_key() {
-        let key = SigningKeyPair::from_secret(&SecretKey::from_slice(&[3; 32]).unwrap());
+        let key = key(3);
         let from_keypair = network_keypair(&key).unwrap().public().to_peer_id();
         assert_eq!(peer_id_of(&key.public()).unwrap(), from_keypair);
     }

@@ -246,3 +246,183 @@ impl Verifier<CustosContext> for CustosVerifier {
         Ok(VerificationResult::from_bool(valid))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::BlockId;
+    use arc_malachitebft_app_channel::app::types::core::Context as _;
+    use custos_crypto::SecretKey;
+
+    const CHAIN: &str = "custos-test";
+
+    fn key(seed: u8) -> SigningKeyPair {
+        SigningKeyPair::from_secret(&SecretKey::from_slice(&[seed; 32]).unwrap())
+    }
+
+    fn id(byte: u8) -> Hash {
+        Hash([byte; 32])
+    }
+
+    fn vote(kind: VoteType, value: NilOrVal<Hash>) -> Vote {
+        Vote {
+            kind,
+            height: Height(7),
+            round: Round::new(2),
+            value,
+            validator: Address(key(1).public()),
+        }
+    }
+
+    fn proposal() -> Proposal {
+        Proposal {
+            height: Height(7),
+            round: Round::new(2),
+            value: BlockId(id(0xab)),
+            pol_round: Round::new(1),
+            proposer: Address(key(1).public()),
+        }
+    }
+
+    #[test]
+    fn a_precommit_for_a_value_signs_the_ledger_commit_message() {
+        let v = vote(VoteType::Precommit, NilOrVal::Val(id(0xab)));
+        assert_eq!(
+            vote_bytes(CHAIN, &v).unwrap(),
+            commit_message(CHAIN, 7, 2, &id(0xab))
+        );
+    }
+
+    #[test]
+    fn votes_of_different_kinds_values_or_chains_sign_different_bytes() {
+        let all = [
+            vote_bytes(CHAIN, &vote(VoteType::Precommit, NilOrVal::Val(id(1)))),
+            vote_bytes(CHAIN, &vote(VoteType::Precommit, NilOrVal::Nil)),
+            vote_bytes(CHAIN, &vote(VoteType::Prevote, NilOrVal::Val(id(1)))),
+            vote_bytes(CHAIN, &vote(VoteType::Prevote, NilOrVal::Nil)),
+            vote_bytes(CHAIN, &vote(VoteType::Prevote, NilOrVal::Val(id(2)))),
+            vote_bytes(
+                "other-chain",
+                &vote(VoteType::Prevote, NilOrVal::Val(id(1))),
+            ),
+            proposal_bytes(CHAIN, &proposal()),
+        ];
+        let all: Vec<Vec<u8>> = all.into_iter().map(Option::unwrap).collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        let mut nil_round = vote(VoteType::Prevote, NilOrVal::Nil);
+        nil_round.round = Round::Nil;
+        assert_eq!(vote_bytes(CHAIN, &nil_round), None);
+    }
+
+    /// Changing any of these encodings is a protocol change: old signatures stop verifying.
+    #[test]
+    fn signed_encodings_are_pinned() {
+        let digest = |b: Vec<u8>| sha256(&b).to_hex();
+        let pinned = [
+            (
+                "prevote",
+                digest(vote_bytes(CHAIN, &vote(VoteType::Prevote, NilOrVal::Val(id(1)))).unwrap()),
+                "8d57391fecfb25737b0ef54a828b7834e0e38c083550a15f443cc2577ba813c5",
+            ),
+            (
+                "prevote nil",
+                digest(vote_bytes(CHAIN, &vote(VoteType::Prevote, NilOrVal::Nil)).unwrap()),
+                "828e252a6f202001d1da2bd0f047deb616b0ef2087908fb44d10cccd7af33261",
+            ),
+            (
+                "precommit nil",
+                digest(vote_bytes(CHAIN, &vote(VoteType::Precommit, NilOrVal::Nil)).unwrap()),
+                "a3e914e0f0d50f5f595c288d778ac9d4a7c00e8b5db768de030d367bc7e33b75",
+            ),
+            (
+                "proposal",
+                digest(proposal_bytes(CHAIN, &proposal()).unwrap()),
+                "3bb11827ea47e0fb2d1a3b9e34112337e33737a7381c86696103fdb913d75bb1",
+            ),
+            (
+                "proposal parts",
+                digest(
+                    proposal_parts_bytes(
+                        CHAIN,
+                        Height(7),
+                        Round::new(2),
+                        Round::Nil,
+                        &Address(key(1).public()),
+                        &id(0xab),
+                        b"block",
+                    )
+                    .unwrap(),
+                ),
+                "f5a2b166136483fb3afca132b938b34ec0468ed077669797379729310ea8f4d8",
+            ),
+        ];
+        for (what, actual, expected) in pinned {
+            assert_eq!(actual, expected, "{what}");
+        }
+    }
+
+    #[tokio::test]
+    async fn signatures_verify_only_for_the_message_and_key_they_were_made_for() {
+        let ctx = CustosContext::new(CHAIN);
+        let signer = CustosSigner::new(&ctx, key(1));
+        let verifier = CustosVerifier::new(&ctx);
+        let pk = EdPublicKey::from_bytes(*key(1).public().as_bytes()).unwrap();
+        let other = EdPublicKey::from_bytes(*key(2).public().as_bytes()).unwrap();
+
+        let v = ctx.new_precommit(
+            Height(7),
+            Round::new(2),
+            NilOrVal::Val(id(1)),
+            Address(key(1).public()),
+        );
+        let signed = signer.sign_vote(v.clone()).await.unwrap();
+        let ok = |r: Result<VerificationResult, SigningError>| r.unwrap().is_valid();
+        assert!(ok(verifier
+            .verify_signed_vote(&v, &signed.signature, &pk)
+            .await));
+        assert!(!ok(verifier
+            .verify_signed_vote(&v, &signed.signature, &other)
+            .await));
+        let mut changed = v.clone();
+        changed.value = NilOrVal::Nil;
+        assert!(!ok(verifier
+            .verify_signed_vote(&changed, &signed.signature, &pk)
+            .await));
+        let other_chain = CustosVerifier::new(&CustosContext::new("other-chain"));
+        assert!(!ok(other_chain
+            .verify_signed_vote(&v, &signed.signature, &pk)
+            .await));
+
+        let p = proposal();
+        let signed = signer.sign_proposal(p.clone()).await.unwrap();
+        assert!(ok(verifier
+            .verify_signed_proposal(&p, &signed.signature, &pk)
+            .await));
+        assert!(!ok(verifier
+            .verify_signed_vote(&v, &signed.signature, &pk)
+            .await));
+
+        let proof = signer
+            .sign_validator_proof(key(1).public().as_bytes().to_vec(), b"peer".to_vec())
+            .await
+            .unwrap();
+        assert!(ok(verifier.verify_validator_proof(&proof).await));
+        let forged = ValidatorProof::new(
+            proof.public_key.clone(),
+            b"other peer".to_vec(),
+            proof.signature,
+        );
+        assert!(!ok(verifier.verify_validator_proof(&forged).await));
+        assert!(
+            signer
+                .sign_validator_proof(key(2).public().as_bytes().to_vec(), b"peer".to_vec())
+                .await
+                .is_err(),
+            "a signer vouches only for its own key"
+        );
+    }
+}

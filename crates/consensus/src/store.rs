@@ -36,8 +36,8 @@ impl StoredValue {
     fn encode(&self) -> Result<Bytes, CodecError> {
         let mut w = Writer::new(kind::STORED_VALUE);
         w.height(self.height);
-        w.round(self.round)?;
-        w.opt_round(self.valid_round);
+        w.round(self.round);
+        w.round(self.valid_round);
         w.address(&self.proposer);
         w.hash(&self.value_id);
         w.u8(u8::from(self.validity.is_valid()));
@@ -56,7 +56,7 @@ impl StoredValue {
         let mut r = Reader::new(bytes, kind::STORED_VALUE)?;
         let height = r.height()?;
         let round = r.round()?;
-        let valid_round = r.opt_round()?;
+        let valid_round = r.round()?;
         let proposer = r.address()?;
         let value_id = r.hash()?;
         let validity = Validity::from_bool(r.u8()? == 1);

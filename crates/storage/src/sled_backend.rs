@@ -24,8 +24,9 @@ impl SledBackend {
         let db = loop {
             match sled::open(path) {
                 Ok(db) => break db,
+                // sled reports the held lock as an I/O error of kind `Other` with this text.
                 Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
+                    if e.to_string().contains("could not acquire lock")
                         && std::time::Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));

@@ -10,13 +10,12 @@ use custos_proto::audit::v1 as audit_pb;
 use custos_types::model::Organisation;
 use custos_types::tx::{ConfirmRelease, RegisterParty, RegisterRecord, RequestAccess};
 use custos_types::{
-    AccessMode, Category, Consent, ConsentId, ConsentPeriod, Decision, Parameters, PartyId,
-    Purpose, RecordId, Role, Scope, TxKind,
+    AccessMode, Category, Consent, ConsentId, ConsentPeriod, Decision, PartyId, Purpose, RecordId,
+    Role, Scope, TxKind,
 };
 use serde_json::json;
 
 use crate::audit::verify_log;
-use crate::node::{genesis_for, genesis_party};
 use crate::output::Output;
 use crate::parties::{decode_decision, describe_decision, random_hash};
 
@@ -66,54 +65,53 @@ fn section(out: &Output, title: &str) {
     out.say(format!("\n== {title} =="));
 }
 
+/// Validators of the demo consortium: n = 3f + 1 with f = 1.
+const VALIDATORS: usize = 4;
+
 pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("custos-demo-").tempdir()?;
+    let (genesis, devnet) = crate::devnet::write_devnet(dir.path(), VALIDATORS, "custos-demo")?;
+    let org = |name: &str| custos_node::load_keys(&dir.path().join(format!("{name}.key")));
     let cast = Cast {
-        hospital: keys(),
-        insurer: keys(),
-        advertiser: keys(),
-        auditor: keys(),
+        hospital: org("hospital")?,
+        insurer: org("insurer")?,
+        advertiser: org("advertiser")?,
+        auditor: org("auditor")?,
         alice: keys(),
         bob: keys(),
     };
-    let validator = keys();
-    let parties = vec![
-        genesis_party(&cast.hospital, Role::Custodian, "st-mary-hospital", true)?,
-        genesis_party(&cast.insurer, Role::Partner, "acme-insurance", true)?,
-        genesis_party(&cast.advertiser, Role::Partner, "adco-marketing", true)?,
-        genesis_party(&cast.auditor, Role::Auditor, "health-regulator", false)?,
-    ];
-    let params = Parameters {
-        break_glass_enabled: true,
-        ..Parameters::default()
-    };
-    let genesis = genesis_for("custos-demo", &validator, parties, params)?;
-    let genesis_path = dir.path().join("genesis.json");
-    std::fs::write(&genesis_path, serde_json::to_string_pretty(&genesis)?)?;
-    let key_path = dir.path().join("validator.key");
-    crate::keys::write_key_file(&key_path, &validator)?;
-    let mut config = custos_node::NodeConfig::new(genesis_path, dir.path().join("data"), key_path);
-    config.listen = ([127, 0, 0, 1], 0).into();
 
     section(out, "consortium");
-    let node = custos_node::start(config)
-        .await
-        .context("starting the demo node")?;
-    let endpoint = format!("http://{}", node.addr);
+    let mut nodes = Vec::new();
+    for n in &devnet {
+        let config = custos_node::NodeConfig::load(&n.config)?;
+        nodes.push(
+            custos_node::start(config)
+                .await
+                .context("starting a demo validator")?,
+        );
+    }
     out.say(format!(
-        "one validator node (single-validator consensus; the BFT network is a later capability) serving gRPC at {endpoint}\n\
-         sled store in {}\n\
-         members: St Mary hospital (custodian), Acme insurance and AdCo marketing (partners); auditor: the health regulator",
-        dir.path().display()
+        "{VALIDATORS} validators (Malachite BFT over libp2p on loopback, each with its own sled store under {}); gRPC at\n  {}\n\
+         members: St Mary hospital (custodian), Acme insurance and AdCo marketing (partners); auditor: the health regulator\n\
+         each actor below talks to a different validator: any of them takes transactions",
+        dir.path().display(),
+        devnet.iter().map(|n| n.endpoint.as_str()).collect::<Vec<_>>().join("\n  ")
     ));
-    let client = Client::connect(&endpoint).await?;
+    let mut clients = Vec::new();
+    for n in &devnet {
+        clients.push(Client::connect(&n.endpoint).await?);
+    }
+    let (patients, hospital_c, insurer_c, advertiser_c) =
+        (&clients[0], &clients[1], &clients[2], &clients[3]);
+    let auditor_c = advertiser_c;
 
     section(
         out,
         "patients register (pseudonymous: only a public key goes on the ledger)",
     );
     for (name, p) in [("alice", &cast.alice), ("bob", &cast.bob)] {
-        client
+        patients
             .submit(
                 p,
                 TxKind::RegisterParty(RegisterParty {
@@ -140,7 +138,7 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         (alice_lab, &cast.alice, "lab"),
         (bob_imaging, &cast.bob, "imaging"),
     ] {
-        client
+        hospital_c
             .submit(
                 &cast.hospital,
                 TxKind::RegisterRecord(RegisterRecord {
@@ -164,7 +162,7 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         out,
         "alice consents: Acme insurance may read her lab records for payment (HPAYMT)",
     );
-    let grant = client
+    let grant = patients
         .submit(
             &cast.alice,
             TxKind::GrantConsent(Consent {
@@ -192,9 +190,9 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     ));
 
     section(out, "insurer asks for alice's lab record for payment");
-    let d1 = request(&client, &cast.insurer, alice_lab, "HPAYMT", None).await?;
+    let d1 = request(insurer_c, &cast.insurer, alice_lab, "HPAYMT", None).await?;
     out.say(format!("insurer sees: {}", describe_decision(&d1)));
-    let release = client
+    let release = hospital_c
         .submit(
             &cast.hospital,
             TxKind::ConfirmRelease(ConfirmRelease {
@@ -212,18 +210,18 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         out,
         "advertiser asks for alice's lab record for marketing (HMARKT)",
     );
-    let d2 = request(&client, &cast.advertiser, alice_lab, "HMARKT", None).await?;
+    let d2 = request(advertiser_c, &cast.advertiser, alice_lab, "HMARKT", None).await?;
     out.say(format!("advertiser sees: {}", describe_decision(&d2)));
 
     section(
         out,
         "insurer tries a purpose alice did not consent to (HMARKT is not under HPAYMT)",
     );
-    let d3 = request(&client, &cast.insurer, alice_lab, "HMARKT", None).await?;
+    let d3 = request(insurer_c, &cast.insurer, alice_lab, "HMARKT", None).await?;
     out.say(format!("insurer sees: {}", describe_decision(&d3)));
 
     section(out, "alice revokes her consent");
-    let revoke = client
+    let revoke = patients
         .submit(&cast.alice, TxKind::RevokeConsent(consent_id))
         .await?;
     out.say(format!(
@@ -231,7 +229,7 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         consent_id.short(),
         revoke.height
     ));
-    let d4 = request(&client, &cast.insurer, alice_lab, "HPAYMT", None).await?;
+    let d4 = request(insurer_c, &cast.insurer, alice_lab, "HPAYMT", None).await?;
     out.say(format!("insurer sees: {}", describe_decision(&d4)));
 
     section(
@@ -239,7 +237,7 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         "emergency: the hospital breaks the glass for bob's imaging (ETREAT)",
     );
     let d5 = request(
-        &client,
+        hospital_c,
         &cast.hospital,
         bob_imaging,
         "ETREAT",
@@ -252,7 +250,7 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     );
 
     section(out, "alice reads her own access history");
-    let history = client
+    let history = patients
         .access_log_all(
             &cast.alice,
             &audit_pb::AccessLogQuery {
@@ -267,7 +265,7 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
             describe_decision(&decode_decision(e.decision.clone())?)
         ));
     }
-    let snoop = client
+    let snoop = patients
         .access_log(
             &cast.alice,
             &audit_pb::AccessLogQuery {
@@ -285,14 +283,14 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         out,
         "auditor: the whole log, every proof checked against the genesis, trusting no node",
     );
-    let all = client
+    let all = auditor_c
         .access_log_all(&cast.auditor, &audit_pb::AccessLogQuery::default())
         .await?;
     let verified = verify_log(&genesis, &all)?;
     for d in &verified {
         out.say(format!("auditor sees: {}", describe_decision(d)));
     }
-    let headers = client.headers().await?;
+    let headers = auditor_c.headers().await?;
     let trusted = verify::genesis_validators(&genesis)?;
     let chain = verify::verify_header_chain(&genesis, &trusted, &headers)?;
     let (tip, _) = chain.last().context("no blocks")?;
@@ -317,7 +315,9 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         !d4.granted(),
         d5.granted(),
     ];
-    node.stop().await?;
+    for node in nodes {
+        node.stop().await?;
+    }
     if args.keep {
         let kept = dir.keep();
         out.say(format!("\nkept the demo folder: {}", kept.display()));

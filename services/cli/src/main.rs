@@ -62,10 +62,22 @@ enum Command {
     Audit(audit::AuditCommand),
 }
 
+/// Warnings by default; the consensus engine's network chatter (peers coming and going, gossip
+/// with nobody subscribed yet) only at error level. `CUSTOS_LOG` overrides, e.g. `info`.
+const DEFAULT_LOG: &str = "warn,arc_malachitebft_network=error,arc_malachitebft_discovery=error,arc_malachitebft_app_channel=off,arc_malachitebft_engine=error";
+
+/// The demo prints its own story; the validators it embeds stay quiet unless `CUSTOS_LOG` asks.
+const DEMO_LOG: &str = "error,arc_malachitebft_network=off,arc_malachitebft_discovery=off,arc_malachitebft_app_channel=off,arc_malachitebft_engine=off";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default = if matches!(cli.command, Command::Demo(_)) {
+        DEMO_LOG
+    } else {
+        DEFAULT_LOG
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -138,7 +138,7 @@ pub(crate) async fn run(cmd: NodeCommand, out: &Output) -> anyhow::Result<()> {
                  validator_key = \"validator.key\"\n\
                  listen = \"127.0.0.1:7420\"\n\
                  max_message_bytes = 262144\n\
-                 block_interval_ms = 20\n",
+",
             )?;
             out.result(
                 || {

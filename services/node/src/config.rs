@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -23,9 +22,6 @@ pub struct NodeConfig {
     /// Largest gRPC message the node decodes, in bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
-    /// Time a block gathers transactions, in milliseconds.
-    #[serde(default = "default_block_interval")]
-    pub block_interval_ms: u64,
     /// Most transactions per block.
     #[serde(default = "default_max_block_txs")]
     pub max_block_txs: usize,
@@ -57,9 +53,6 @@ fn default_listen() -> SocketAddr {
 fn default_max_message() -> usize {
     256 * 1024
 }
-fn default_block_interval() -> u64 {
-    20
-}
 fn default_max_block_txs() -> usize {
     2000
 }
@@ -76,7 +69,6 @@ impl NodeConfig {
             validator_key,
             listen: default_listen(),
             max_message_bytes: default_max_message(),
-            block_interval_ms: default_block_interval(),
             max_block_txs: default_max_block_txs(),
             mempool_capacity: default_mempool(),
             peers: Vec::new(),
@@ -103,10 +95,5 @@ impl NodeConfig {
             }
         }
         Ok(config)
-    }
-
-    /// The block interval.
-    pub fn block_interval(&self) -> Duration {
-        Duration::from_millis(self.block_interval_ms)
     }
 }

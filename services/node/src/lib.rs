@@ -3,7 +3,8 @@
 //!
 //! The [`core::LedgerCore`] executes blocks with the consent state machine and commits them to
 //! the store; a [`consensus::Consensus`] implementation orders and certifies them (today
-//! [`consensus::SoloValidator`], a one-validator consortium); [`rpc`] adapts it all to gRPC.
+//! [`bft::BftValidator`], Malachite BFT over libp2p, also for a lone validator); [`rpc`] adapts it all
+//! to gRPC.
 
 pub mod bft;
 pub mod config;

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::config::NodeConfig;
-use crate::consensus::{Consensus, SoloValidator};
+use crate::consensus::Consensus;
 use crate::core::LedgerCore;
 use crate::mempool::Mempool;
 use crate::rpc::NodeContext;
@@ -101,31 +101,24 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let mempool = Arc::new(Mempool::new(config.mempool_capacity));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
-    let consensus = match &config.p2p_listen {
-        Some(listen) => {
-            let mut bft = custos_consensus::ConsensusConfig::new(
-                keys.public().short(),
-                listen.clone(),
-                config.data_dir.join("consensus"),
-            );
-            bft.persistent_peers = config.p2p_peers.clone();
-            let validator = crate::bft::BftValidator::new(
-                keys.identity.clone(),
-                bft,
-                config.max_block_txs,
-                std::time::Duration::from_millis(config.idle_block_ms),
-            );
-            tokio::spawn(validator.run(core.clone(), mempool.clone(), shutdown_rx.clone()))
-        }
-        None => {
-            let solo = SoloValidator::new(
-                keys.identity.clone(),
-                config.block_interval(),
-                config.max_block_txs,
-            );
-            tokio::spawn(solo.run(core.clone(), mempool.clone(), shutdown_rx.clone()))
-        }
-    };
+    // One code path: a lone validator is a one-validator Malachite network.
+    let listen = config
+        .p2p_listen
+        .clone()
+        .unwrap_or_else(|| "/ip4/127.0.0.1/tcp/0".to_string());
+    let mut bft = custos_consensus::ConsensusConfig::new(
+        keys.public().short(),
+        listen,
+        config.data_dir.join("consensus"),
+    );
+    bft.persistent_peers = config.p2p_peers.clone();
+    let validator = crate::bft::BftValidator::new(
+        keys.identity.clone(),
+        bft,
+        config.max_block_txs,
+        std::time::Duration::from_millis(config.idle_block_ms),
+    );
+    let consensus = tokio::spawn(validator.run(core.clone(), mempool.clone(), shutdown_rx.clone()));
 
     let ctx = NodeContext {
         core: core.clone(),

@@ -84,3 +84,19 @@ async fn with_two_of_four_down_nothing_finalizes_until_one_returns() {
         assert_eq!(after.get(h), Some(block), "height {h} was lost or changed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_validator_down_from_the_start_syncs_everything_when_it_joins() {
+    let mut cluster = Cluster::new(4).await;
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    cluster.wait_for(&[0, 1, 2], 8).await;
+    assert_eq!(cluster.height(3), 0);
+
+    cluster.start(3);
+    let target = (0..3).map(|i| cluster.height(i)).max().unwrap_or(0) + 2;
+    cluster.wait_for(&[0, 1, 2, 3], target).await;
+    cluster.stop_all().await;
+    assert!(cluster.assert_agreement(&[0, 1, 2, 3]) >= target);
+}
