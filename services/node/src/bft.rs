@@ -134,8 +134,13 @@ impl Application for NodeApp {
     }
 }
 
+/// Wraps the application consensus drives: identity in production; tests wrap it to inject
+/// faults (a Byzantine proposer, say) in front of the real ledger.
+pub type AppWrapper = Box<dyn FnOnce(Arc<dyn Application>) -> Arc<dyn Application> + Send>;
+
 /// A validator of a multi-validator consortium: Malachite BFT over libp2p.
 pub struct BftValidator {
+    wrap: AppWrapper,
     key: custos_crypto::SigningKeyPair,
     config: custos_consensus::ConsensusConfig,
     max_block_txs: usize,
@@ -151,11 +156,20 @@ impl BftValidator {
         idle_interval: Duration,
     ) -> Self {
         BftValidator {
+            wrap: Box::new(|app| app),
             key,
             config,
             max_block_txs,
             idle_interval,
         }
+    }
+}
+
+impl BftValidator {
+    /// The same validator driving `wrap(app)` instead of the ledger application itself.
+    pub fn wrapped(mut self, wrap: AppWrapper) -> Self {
+        self.wrap = wrap;
+        self
     }
 }
 
@@ -166,12 +180,13 @@ impl crate::consensus::Consensus for BftValidator {
         mempool: Arc<Mempool>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let app = Arc::new(NodeApp::new(
+        let app: Arc<dyn Application> = Arc::new(NodeApp::new(
             core,
             mempool,
             self.max_block_txs,
             self.idle_interval,
         ));
+        let app = (self.wrap)(app);
         custos_consensus::run(app, self.config, self.key, shutdown).await
     }
 }

@@ -16,4 +16,4 @@ pub mod rpc;
 pub mod server;
 
 pub use config::NodeConfig;
-pub use server::{RunningNode, load_genesis, load_keys, start};
+pub use server::{RunningNode, load_genesis, load_keys, start, start_wrapped};

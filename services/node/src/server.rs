@@ -81,6 +81,15 @@ pub fn load_keys(path: &std::path::Path) -> anyhow::Result<PartyKeys> {
 
 /// Starts a node as configured and returns once it listens.
 pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+    start_wrapped(config, Box::new(|app| app)).await
+}
+
+/// Starts a node whose consensus drives `wrap(ledger application)`: the fault-injection seam of
+/// scenario tests (a Byzantine validator is an honest node behind a lying wrapper).
+pub async fn start_wrapped(
+    config: NodeConfig,
+    wrap: crate::bft::AppWrapper,
+) -> anyhow::Result<RunningNode> {
     let genesis = load_genesis(&config.genesis)?;
     let keys = load_keys(&config.validator_key)?;
     if !genesis
@@ -117,7 +126,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         bft,
         config.max_block_txs,
         std::time::Duration::from_millis(config.idle_block_ms),
-    );
+    )
+    .wrapped(wrap);
     let consensus = tokio::spawn(validator.run(core.clone(), mempool.clone(), shutdown_rx.clone()));
 
     let ctx = NodeContext {
