@@ -1,5 +1,5 @@
 //! The harness of the workspace-level scenarios in `tests/tests/*.rs`: a one-node consortium on
-//! loopback.
+//! loopback, and (in [`consortium`]) a consortium of several validators.
 //!
 //! [`TestNet::start`] builds a fresh consortium in a temporary folder:
 //!
@@ -18,6 +18,11 @@
 //! Every network call the harness makes is bounded by [`CALL_TIMEOUT`]; a scenario that hangs
 //! fails instead. The node runs blocks with `block_in_place`, so scenarios use the multi-thread
 //! runtime: `#[tokio::test(flavor = "multi_thread")]`.
+//!
+//! [`consortium::Consortium`] runs several validators in this process instead (Malachite over
+//! libp2p between them), for the fault scenarios of `tests/tests/bft.rs`.
+
+pub mod consortium;
 
 use std::future::Future;
 use std::path::PathBuf;

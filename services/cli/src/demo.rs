@@ -15,6 +15,10 @@ use custos_types::{
 };
 use serde_json::json;
 
+use custos_proto::vault::v1 as vault_pb;
+use custos_types::Genesis;
+use custos_vault_service::{NodeGateway, VaultClient, VaultClientError, VaultConfig};
+
 use crate::audit::verify_log;
 use crate::output::Output;
 use crate::parties::{decode_decision, describe_decision, random_hash};
@@ -308,6 +312,21 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         tip.log_root
     ));
 
+    section(
+        out,
+        "vault: the hospital's encrypted store releases a record only under a finalized grant",
+    );
+    let vault_ok = vault_episode(
+        out,
+        dir.path(),
+        &genesis,
+        &devnet[1].endpoint,
+        &cast,
+        patients,
+        insurer_c,
+    )
+    .await?;
+
     let expected = [
         d1.granted(),
         !d2.granted(),
@@ -322,7 +341,7 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         let kept = dir.keep();
         out.say(format!("\nkept the demo folder: {}", kept.display()));
     }
-    if expected.iter().any(|ok| !ok) || verified.len() != 5 {
+    if expected.iter().any(|ok| !ok) || verified.len() != 5 || !vault_ok {
         anyhow::bail!("the demo's decisions were not as expected; see above");
     }
     out.result(
@@ -339,4 +358,127 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         }),
     );
     Ok(())
+}
+
+/// The hospital's vault on its validator: alice's lab record and bob's imaging record are put
+/// (encrypted, registered with their ciphertext digests); the insurer, granted alice's lab
+/// records, decrypts that one and is refused bob's. True if everything went as it should.
+async fn vault_episode(
+    out: &Output,
+    dir: &std::path::Path,
+    genesis: &Genesis,
+    hospital_node: &str,
+    cast: &Cast,
+    patients: &Client,
+    insurer_c: &Client,
+) -> anyhow::Result<bool> {
+    use rand::RngCore;
+    let mut secret = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let passphrase = custos_vault::Passphrase::new(hex::encode(secret))?;
+    let config = VaultConfig::new(
+        "127.0.0.1:0".parse()?,
+        hospital_node.to_string(),
+        dir.join("genesis.json"),
+        dir.join("vault"),
+    );
+    let gateway = NodeGateway::connect(hospital_node).await?;
+    let vault = custos_vault_service::start_with(
+        &config,
+        cast.hospital.clone(),
+        &passphrase,
+        genesis.clone(),
+        gateway,
+    )
+    .await?;
+    let client = VaultClient::connect(&vault.endpoint(), genesis.chain_id.clone()).await?;
+    out.say(format!(
+        "hospital: vault at {} (keyring sealed under a passphrase with Argon2id; records in \
+         64 KiB ChaCha20-Poly1305 chunks, data keys wrapped with HPKE)",
+        vault.endpoint()
+    ));
+    patients
+        .submit(
+            &cast.alice,
+            TxKind::GrantConsent(Consent {
+                patient: PartyId(cast.alice.public()),
+                grantee: PartyId(cast.insurer.public()),
+                scope: Scope::Some {
+                    records: BTreeSet::new(),
+                    categories: BTreeSet::from([
+                        Category::parse("lab", "category").map_err(|e| anyhow::anyhow!("{e}"))?
+                    ]),
+                },
+                purposes: BTreeSet::from([Purpose::HPAYMT]),
+                modes: BTreeSet::from([AccessMode::Raw]),
+                period: ConsentPeriod::default(),
+            }),
+        )
+        .await?;
+    out.say("alice: consents again to Acme reading her lab records for payment");
+    let lab: &[u8] = br#"{"resourceType":"Observation","status":"final","code":{"text":"HbA1c"},"valueQuantity":{"value":6.1,"unit":"%"}}"#;
+    let imaging: &[u8] =
+        br#"{"resourceType":"ImagingStudy","status":"available","modality":[{"code":"MR"}]}"#;
+    let mut ids = Vec::new();
+    for (bytes, owner, category, name) in [
+        (lab, &cast.alice, "lab", "alice"),
+        (imaging, &cast.bob, "imaging", "bob"),
+    ] {
+        let header = vault_pb::RecordHeader {
+            record_id: Vec::new(),
+            owner: PartyId(owner.public()).to_vec(),
+            category: category.into(),
+            attributes: Vec::new(),
+            size: bytes.len() as u64,
+        };
+        let put = client
+            .put(&cast.hospital, header, std::io::Cursor::new(bytes.to_vec()))
+            .await?;
+        let id = RecordId::from_field(&put.record_id, "record_id")?;
+        out.say(format!(
+            "hospital: put {name}'s {category} record {} ({} bytes encrypted), registered with \
+             its ciphertext digest at height {}",
+            id.short(),
+            bytes.len(),
+            put.register_height
+        ));
+        ids.push(id);
+    }
+    let granted = request(insurer_c, &cast.insurer, ids[0], "HPAYMT", None).await?;
+    out.say(format!("insurer sees: {}", describe_decision(&granted)));
+    let file = dir.join("insurer-alice-lab.json");
+    let fetched = client
+        .fetch(&cast.insurer, granted.request_id, &file, false)
+        .await?;
+    let text = std::fs::read(&file)?;
+    out.say(format!(
+        "insurer decrypts: {}",
+        String::from_utf8_lossy(&text)
+    ));
+    out.say(format!(
+        "(the vault checked the grant's commit certificate and inclusion proof against the \
+         genesis itself, and confirmed the release on the ledger ({}) before sending a byte)",
+        fetched.header.confirm_tx.short()
+    ));
+    let denied = request(insurer_c, &cast.insurer, ids[1], "HPAYMT", None).await?;
+    out.say(format!("insurer sees: {}", describe_decision(&denied)));
+    let refused = client
+        .fetch(
+            &cast.insurer,
+            denied.request_id,
+            &dir.join("insurer-bob-imaging.json"),
+            false,
+        )
+        .await;
+    let refused_ok = matches!(
+        &refused,
+        Err(VaultClientError::Status(s)) if s.message().starts_with(denied.reason.code())
+    );
+    out.say(match &refused {
+        Err(VaultClientError::Status(s)) => format!("vault refuses the insurer: {}", s.message()),
+        Err(e) => format!("vault fetch failed: {e}"),
+        Ok(_) => "vault released bob's record to the insurer: this is a bug".to_string(),
+    });
+    vault.stop().await?;
+    Ok(text == lab && granted.granted() && !denied.granted() && refused_ok)
 }

@@ -4,10 +4,12 @@
 mod audit;
 mod demo;
 mod devnet;
+mod governance;
 mod keys;
 mod node;
 mod output;
 mod parties;
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,9 +59,15 @@ enum Command {
     /// Partner (insurer, researcher, advertiser) commands: request access, show a decision.
     #[command(subcommand)]
     Partner(parties::PartnerCommand),
+    /// Member organisations: consortium changes as one multi-signature transaction.
+    #[command(subcommand)]
+    Governance(governance::GovernanceCommand),
     /// Auditor commands: the access log, and offline verification of headers and proofs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Vault commands: run a custodian's vault; put, list, erase, rotate-key; fetch, fetch-own.
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
 }
 
 /// Warnings by default; the consensus engine's network chatter (peers coming and going, gossip
@@ -103,6 +111,8 @@ fn main() -> ExitCode {
             Command::Custodian(cmd) => parties::run_custodian(cmd, &out).await,
             Command::Partner(cmd) => parties::run_partner(cmd, &out).await,
             Command::Audit(cmd) => audit::run(cmd, &out).await,
+            Command::Governance(cmd) => governance::run(cmd, &out).await,
+            Command::Vault(cmd) => vault::run(cmd, &out).await,
         }
     });
     match result {

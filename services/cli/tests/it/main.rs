@@ -5,6 +5,7 @@
 mod cli;
 mod crash;
 mod flow;
+mod governance;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

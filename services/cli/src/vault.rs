@@ -1,0 +1,491 @@
+//! `custos vault`: run a custodian's vault, put / list / erase / rotate as the custodian, fetch
+//! a granted record as a partner, fetch your own record as a patient.
+//!
+//! Private keys at rest are sealed under a passphrase (`custos vault seal-key`); commands that
+//! need one read it from `CUSTOS_VAULT_PASSPHRASE`. A plain key file (`custos keys generate`) is
+//! accepted for clients; the vault itself runs only with a sealed one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use custos_client::Client;
+use custos_crypto::{Hash, PartyKeys};
+use custos_proto::vault::v1 as pb;
+use custos_types::tx::{EraseRecord, RequestAccess};
+use custos_types::{AccessMode, Purpose, RecordId, RequestId, TxKind};
+use custos_vault::{KdfParams, Passphrase, SealedKeyFile};
+use custos_vault_service::{VaultClient, VaultConfig};
+use serde_json::json;
+
+use crate::output::Output;
+use crate::parties::{decode_decision, describe_decision, party_arg};
+
+/// The environment variable that holds the passphrase sealing private keys.
+pub(crate) const PASSPHRASE_ENV: &str = "CUSTOS_VAULT_PASSPHRASE";
+
+/// Where a vault client connects and with whose keys.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct VaultConn {
+    /// gRPC endpoint of the vault.
+    #[arg(long, env = "CUSTOS_VAULT", default_value = "http://127.0.0.1:7430")]
+    vault: String,
+    /// gRPC endpoint of a node (for the chain id and access requests).
+    #[arg(long, env = "CUSTOS_NODE", default_value = "http://127.0.0.1:7420")]
+    node: String,
+    /// Your key file, sealed (`custos vault seal-key`) or plain.
+    #[arg(long, env = "CUSTOS_KEY")]
+    key: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum VaultCommand {
+    /// Seals a key file under the passphrase in CUSTOS_VAULT_PASSPHRASE (Argon2id).
+    SealKey {
+        /// The plain key file.
+        #[arg(long, env = "CUSTOS_KEY")]
+        key: PathBuf,
+        /// The sealed file to create (mode 0600, never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Runs the custodian's vault (key and keyring unsealed with CUSTOS_VAULT_PASSPHRASE).
+    Run {
+        /// gRPC listen address.
+        #[arg(long, env = "CUSTOS_VAULT_LISTEN", default_value = "127.0.0.1:7430")]
+        listen: std::net::SocketAddr,
+        /// gRPC endpoint of a ledger node.
+        #[arg(long, env = "CUSTOS_NODE", default_value = "http://127.0.0.1:7420")]
+        node: String,
+        /// The consortium's genesis file (the only validator set the vault trusts).
+        #[arg(long, env = "CUSTOS_GENESIS")]
+        genesis: PathBuf,
+        /// The custodian's sealed key file.
+        #[arg(long, env = "CUSTOS_KEY")]
+        key: PathBuf,
+        /// The vault's folder (keyring and store).
+        #[arg(long, env = "CUSTOS_VAULT_DATA")]
+        data: PathBuf,
+    },
+    /// Encrypts a file into the vault and registers it on the ledger (custodian).
+    Put {
+        #[command(flatten)]
+        conn: VaultConn,
+        /// The patient who owns the record (public key, hex).
+        #[arg(long)]
+        owner: String,
+        /// Record category, e.g. `lab`.
+        #[arg(long)]
+        category: String,
+        /// The record's content (a FHIR JSON resource or any bytes).
+        #[arg(long)]
+        file: PathBuf,
+        /// A typed attribute, `name=123` (numeric) or `name=text` (categorical); repeatable.
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
+        /// The record id (hex); random if absent.
+        #[arg(long)]
+        record: Option<String>,
+    },
+    /// Lists records: all (custodian) or your own (patient).
+    List {
+        #[command(flatten)]
+        conn: VaultConn,
+        /// Only this owner's records (custodian).
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Erases a record: yours (patient), or on legal grounds (custodian).
+    Erase {
+        #[command(flatten)]
+        conn: VaultConn,
+        /// The record id (hex).
+        #[arg(long)]
+        record: String,
+        /// The custodian erases on legal grounds (flagged on the ledger).
+        #[arg(long)]
+        legal_grounds: bool,
+    },
+    /// Re-wraps every data key to a fresh custodian key (custodian).
+    RotateKey {
+        #[command(flatten)]
+        conn: VaultConn,
+    },
+    /// Fetches a record a granted request released to you and decrypts it into a file.
+    Fetch {
+        #[command(flatten)]
+        conn: VaultConn,
+        /// The granted request id (from `custos partner request`).
+        #[arg(long)]
+        request: String,
+        /// Where to write the plaintext (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Fetches one of your own records (the request is logged on the ledger).
+    FetchOwn {
+        #[command(flatten)]
+        conn: VaultConn,
+        /// The record id (hex).
+        #[arg(long)]
+        record: String,
+        /// Where to write the plaintext (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn hash_arg(text: &str, flag: &str) -> anyhow::Result<Hash> {
+    Hash::from_hex(text.trim()).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
+/// Loads a key file, unsealing it with CUSTOS_VAULT_PASSPHRASE if it is sealed.
+pub(crate) fn load_keys(path: &Path) -> anyhow::Result<PartyKeys> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    if SealedKeyFile::is_sealed(&text) {
+        let sealed: SealedKeyFile = serde_json::from_str(&text)
+            .with_context(|| format!("invalid sealed key file {}", path.display()))?;
+        let passphrase = Passphrase::from_env(PASSPHRASE_ENV)?;
+        Ok(sealed
+            .open(&passphrase)
+            .with_context(|| format!("{}", path.display()))?)
+    } else {
+        custos_node::load_keys(path)
+    }
+}
+
+fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "{} already exists; refusing to overwrite it",
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot create {}: {e}", path.display())
+        }
+    })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn attribute_arg(text: &str) -> anyhow::Result<pb::Attribute> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--attr: expected name=value, got `{text}`"))?;
+    let value = match value.parse::<i64>() {
+        Ok(n) => pb::attribute::Value::Numeric(n),
+        Err(_) => pb::attribute::Value::Categorical(value.to_string()),
+    };
+    Ok(pb::Attribute {
+        name: name.to_string(),
+        value: Some(value),
+    })
+}
+
+async fn connect(conn: &VaultConn) -> anyhow::Result<(Client, VaultClient, PartyKeys)> {
+    let keys = load_keys(&conn.key)?;
+    let node = Client::connect(&conn.node).await?;
+    let vault = VaultClient::connect(&conn.vault, node.chain_id().clone()).await?;
+    Ok((node, vault, keys))
+}
+
+fn summary_json(r: &pb::RecordSummary) -> serde_json::Value {
+    json!({
+        "record_id": hex::encode(&r.record_id),
+        "owner": hex::encode(&r.owner),
+        "category": r.category,
+        "size": r.size,
+        "version": r.version,
+        "ciphertext_digest": hex::encode(&r.ciphertext_digest),
+        "registered_height": r.registered_height,
+    })
+}
+
+pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
+    match cmd {
+        VaultCommand::SealKey { key, out: path } => {
+            let keys = custos_node::load_keys(&key)?;
+            let passphrase = Passphrase::from_env(PASSPHRASE_ENV)?;
+            let sealed = SealedKeyFile::seal(
+                &keys,
+                &passphrase,
+                KdfParams::RECOMMENDED,
+                &mut rand::rngs::OsRng,
+            )?;
+            write_new(&path, &serde_json::to_string_pretty(&sealed)?)?;
+            out.result(
+                || {
+                    format!(
+                        "wrote {} (mode 0600), sealed under the passphrase in {PASSPHRASE_ENV} \
+                         (Argon2id, 64 MiB, 3 passes)\nidentity: {}",
+                        path.display(),
+                        keys.public()
+                    )
+                },
+                json!({ "file": path, "public_key": keys.public().to_hex() }),
+            );
+        }
+        VaultCommand::Run {
+            listen,
+            node,
+            genesis,
+            key,
+            data,
+        } => {
+            let text = std::fs::read_to_string(&key)
+                .with_context(|| format!("cannot read key file {}", key.display()))?;
+            if !SealedKeyFile::is_sealed(&text) {
+                bail!(
+                    "{} is not sealed; the vault keeps private keys sealed at rest: run \
+                     `custos vault seal-key --key {} --out <sealed file>` first",
+                    key.display(),
+                    key.display()
+                );
+            }
+            let keys = load_keys(&key)?;
+            let passphrase = Passphrase::from_env(PASSPHRASE_ENV)?;
+            let config = VaultConfig::new(listen, node, genesis, data);
+            let vault = custos_vault_service::start(&config, keys, &passphrase).await?;
+            out.say(format!(
+                "vault listening on {} (node {}, data {})",
+                vault.addr,
+                config.node,
+                config.data_dir.display()
+            ));
+            tokio::signal::ctrl_c().await?;
+            vault.stop().await?;
+        }
+        VaultCommand::Put {
+            conn,
+            owner,
+            category,
+            file,
+            attributes,
+            record,
+        } => {
+            let owner = party_arg(&owner, "--owner")?;
+            let attributes = attributes
+                .iter()
+                .map(|a| attribute_arg(a))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let record_id = match record {
+                Some(r) => hash_arg(&r, "--record")?.0.to_vec(),
+                None => Vec::new(),
+            };
+            let size = std::fs::metadata(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .len();
+            let reader = std::fs::File::open(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let (_, vault, keys) = connect(&conn).await?;
+            let header = pb::RecordHeader {
+                record_id,
+                owner: owner.to_vec(),
+                category,
+                attributes,
+                size,
+            };
+            let response = vault.put(&keys, header, reader).await?;
+            let id = hex::encode(&response.record_id);
+            out.result(
+                || {
+                    format!(
+                        "record {id}: {size} bytes encrypted in {} chunk(s), registered at height \
+                         {}\nciphertext digest {}",
+                        response.chunk_count,
+                        response.register_height,
+                        hex::encode(&response.ciphertext_digest)
+                    )
+                },
+                json!({
+                    "record_id": id,
+                    "size": size,
+                    "chunks": response.chunk_count,
+                    "ciphertext_digest": hex::encode(&response.ciphertext_digest),
+                    "register_tx_id": hex::encode(&response.register_tx_id),
+                    "register_height": response.register_height,
+                }),
+            );
+        }
+        VaultCommand::List { conn, owner } => {
+            let owner = owner.map(|o| party_arg(&o, "--owner")).transpose()?;
+            let (_, vault, keys) = connect(&conn).await?;
+            let records = vault.list(&keys, owner).await?;
+            out.result(
+                || {
+                    if records.is_empty() {
+                        return "no records".to_string();
+                    }
+                    records
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{}  owner {}  {}  {} bytes  registered at height {}",
+                                hex::encode(&r.record_id),
+                                hex::encode(r.owner.get(..4).unwrap_or_default()),
+                                r.category,
+                                r.size,
+                                r.registered_height
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+                json!(records.iter().map(summary_json).collect::<Vec<_>>()),
+            );
+        }
+        VaultCommand::Erase {
+            conn,
+            record,
+            legal_grounds,
+        } => {
+            let record_id = RecordId(hash_arg(&record, "--record")?);
+            let (node, vault, keys) = connect(&conn).await?;
+            let tx = node
+                .sign(
+                    &keys,
+                    TxKind::EraseRecord(EraseRecord {
+                        record_id,
+                        legal_grounds,
+                    }),
+                )
+                .await?;
+            let response = vault.erase(&tx).await?;
+            out.result(
+                || {
+                    format!(
+                        "record {} erased at height {}: its keys and ciphertext are destroyed; \
+                         later requests are denied `erased`",
+                        record_id.to_hex(),
+                        response.erase_height
+                    )
+                },
+                json!({
+                    "record_id": record_id.to_hex(),
+                    "erase_tx_id": hex::encode(&response.erase_tx_id),
+                    "erase_height": response.erase_height,
+                }),
+            );
+        }
+        VaultCommand::RotateKey { conn } => {
+            let (_, vault, keys) = connect(&conn).await?;
+            let rotated = vault.rotate(&keys).await?;
+            out.result(
+                || {
+                    format!(
+                        "custodian key generation {}: {} data key(s) re-wrapped, no record \
+                         re-encrypted; the old key is destroyed",
+                        rotated.generation, rotated.rewrapped
+                    )
+                },
+                json!({
+                    "generation": rotated.generation,
+                    "rewrapped": rotated.rewrapped,
+                    "public_key": hex::encode(&rotated.public_key),
+                }),
+            );
+        }
+        VaultCommand::Fetch {
+            conn,
+            request,
+            out: path,
+        } => {
+            let request = RequestId(hash_arg(&request, "--request")?);
+            let (node, vault, keys) = connect(&conn).await?;
+            let fetched = vault.fetch(&keys, request, &path, false).await?;
+            check_registered_digest(&node, &fetched).await?;
+            report_fetch(out, &fetched);
+        }
+        VaultCommand::FetchOwn {
+            conn,
+            record,
+            out: path,
+        } => {
+            let record_id = RecordId(hash_arg(&record, "--record")?);
+            let (node, vault, keys) = connect(&conn).await?;
+            let response = node
+                .request_access(
+                    &keys,
+                    RequestAccess {
+                        record_id,
+                        purpose: Purpose::parse("PATRQT")?,
+                        mode: AccessMode::Raw,
+                        justification_digest: None,
+                        query: Vec::new(),
+                    },
+                )
+                .await?;
+            let decision = decode_decision(response.decision)?;
+            out.say(describe_decision(&decision));
+            if !decision.granted() {
+                bail!("the ledger denied your request ({})", decision.reason);
+            }
+            let fetched = vault.fetch(&keys, decision.request_id, &path, true).await?;
+            check_registered_digest(&node, &fetched).await?;
+            report_fetch(out, &fetched);
+        }
+    }
+    Ok(())
+}
+
+/// Compares the released ciphertext's digest with the one the ledger registered.
+async fn check_registered_digest(
+    node: &Client,
+    fetched: &custos_vault_service::Fetched,
+) -> anyhow::Result<()> {
+    let record = node
+        .consent()
+        .get_record(custos_proto::consent::v1::GetRecordRequest {
+            record_id: fetched.header.record_id().to_vec(),
+        })
+        .await
+        .map_err(custos_client::ClientError::from)?
+        .into_inner();
+    if record.ciphertext_digest != fetched.header.ciphertext_digest.0.to_vec() {
+        let _ = std::fs::remove_file(&fetched.path);
+        bail!(
+            "record {}: the released ciphertext is not the one registered on the ledger; the \
+             plaintext was discarded",
+            fetched.header.record_id()
+        );
+    }
+    Ok(())
+}
+
+fn report_fetch(out: &Output, fetched: &custos_vault_service::Fetched) {
+    let h = &fetched.header;
+    out.result(
+        || {
+            format!(
+                "record {} decrypted to {} ({} bytes, {} chunk(s)); release confirmed on the \
+                 ledger by {}",
+                h.record_id(),
+                fetched.path.display(),
+                h.size,
+                h.chunk_count,
+                h.confirm_tx.short()
+            )
+        },
+        json!({
+            "record_id": h.record_id().to_hex(),
+            "request_id": h.request_id.to_hex(),
+            "file": fetched.path,
+            "size": h.size,
+            "chunks": h.chunk_count,
+            "ciphertext_digest": h.ciphertext_digest.to_hex(),
+            "release_digest": h.release_digest.to_hex(),
+            "confirm_tx_id": h.confirm_tx.to_hex(),
+        }),
+    );
+}

@@ -1,0 +1,27 @@
+//! Serves a custodian's vault: the sled store with crypto-shredding erasure, release only after
+//! a finalized grant it verifies itself, and the gRPC vault service and client.
+//!
+//! - [`sled_store::SledVaultStore`] implements [`custos_vault::VaultStore`] on sled, with a
+//!   passphrase-sealed [`keyring`] holding the custodian's wrapping secrets and a storage key
+//!   per record; its module docs argue why an erased record cannot be recovered from the
+//!   vault's folder.
+//! - [`gateway`] is what the vault asks of a ledger node; [`grant`] is invariant I1 at the
+//!   vault: a release needs a granted raw-mode decision for exactly this request and requester,
+//!   proven final and included against the genesis validator set.
+//! - [`rpc`] serves `custos.vault.v1.VaultService`; [`server`] starts it; [`client`] is its
+//!   typed client (the CLI's `custos vault` commands use it).
+
+pub mod client;
+pub mod gateway;
+pub mod grant;
+mod keyring;
+pub mod rpc;
+pub mod server;
+pub mod sled_store;
+
+pub use client::{Fetched, VaultClient, VaultClientError};
+pub use gateway::{GatewayError, LedgerGateway, NodeGateway};
+pub use grant::{Denial, GrantCheck, ReleaseKind};
+pub use rpc::{Limits, VaultRpc};
+pub use server::{RunningVault, ServiceError, VaultConfig, load_genesis, serve, start, start_with};
+pub use sled_store::SledVaultStore;

@@ -1,0 +1,672 @@
+//! `custos.vault.v1.VaultService`: wire messages in, domain types through validation, statuses
+//! that name the field and the reason out.
+//!
+//! A release runs: signed read (signature, chain, method, freshness) → the node's decision with
+//! its proof → [`GrantCheck::verify`] → the record, its owner and the requester's registered key
+//! → the data key wrapped to the requester → the `ConfirmRelease` transaction finalized on the
+//! ledger → only then the header and the ciphertext chunks stream out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use custos_crypto::{Hash, PartyKeys};
+use custos_ledger::ValidatorSet;
+use custos_proto::ledger::v1 as ledger_pb;
+use custos_proto::vault::v1 as pb;
+use custos_proto::vault::v1::vault_service_server::VaultService;
+use custos_types::tx::{ConfirmRelease, RegisterRecord};
+use custos_types::{
+    FieldError, Genesis, Height, PartyId, RecordId, RequestId, Role, SignedRead, SignedTransaction,
+    Timestamp, TxId, TxKind,
+};
+use custos_vault::{
+    EncryptionKey, NewRecord, Registration, ReleaseHeader, Vault, VaultError, VaultStore,
+};
+use rand_core::{OsRng, RngCore};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, instrument, warn};
+
+use crate::gateway::{GatewayError, LedgerGateway};
+use crate::grant::{Denial, GrantCheck, ReleaseKind};
+
+/// Full gRPC method names, as signed reads name them.
+pub mod methods {
+    /// `PutRecord`.
+    pub const PUT: &str = "/custos.vault.v1.VaultService/PutRecord";
+    /// `FetchRecord`.
+    pub const FETCH: &str = "/custos.vault.v1.VaultService/FetchRecord";
+    /// `FetchOwnRecord`.
+    pub const FETCH_OWN: &str = "/custos.vault.v1.VaultService/FetchOwnRecord";
+    /// `ListRecords`.
+    pub const LIST: &str = "/custos.vault.v1.VaultService/ListRecords";
+    /// `RotateKey`.
+    pub const ROTATE: &str = "/custos.vault.v1.VaultService/RotateKey";
+}
+
+/// Bounds on what callers may ask of the vault.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest record, in plaintext bytes.
+    pub max_record_bytes: u64,
+    /// Largest `data` message of a PutRecord stream.
+    pub max_data_message_bytes: usize,
+    /// How old (block time) a granted decision may be when its release is asked for.
+    pub max_decision_age_ms: i64,
+    /// How far a signed read's time may be from the vault's clock.
+    pub read_freshness_ms: i64,
+    /// Chunks buffered ahead of a slow reader.
+    pub stream_buffer_chunks: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record_bytes: 64 * 1024 * 1024 * 1024,
+            max_data_message_bytes: 1024 * 1024,
+            max_decision_age_ms: 60 * 60 * 1000,
+            read_freshness_ms: 5 * 60 * 1000,
+            stream_buffer_chunks: 8,
+        }
+    }
+}
+
+struct Inner<S, G> {
+    vault: Arc<Vault<S>>,
+    gateway: G,
+    keys: PartyKeys,
+    genesis: Genesis,
+    trusted: ValidatorSet,
+    limits: Limits,
+}
+
+/// The vault service over a vault of store `S`, talking to the ledger through `G`.
+pub struct VaultRpc<S, G> {
+    inner: Arc<Inner<S, G>>,
+}
+
+impl<S, G> Clone for VaultRpc<S, G> {
+    fn clone(&self) -> Self {
+        VaultRpc {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// A refused wire field: INVALID_ARGUMENT, or UNAUTHENTICATED for a signature, with
+/// `field: reason`; logged as a rejection.
+pub fn field_status(error: FieldError, what: &str) -> Status {
+    warn!(target: "custos::rejected", what, field = %error.field, reason = %error.reason, "vault refused");
+    if error.field.starts_with("signature") || error.field.starts_with("author") {
+        Status::unauthenticated(error.to_string())
+    } else {
+        Status::invalid_argument(error.to_string())
+    }
+}
+
+/// A refused release: PERMISSION_DENIED whose message starts with the denial's code; logged.
+pub fn deny(denial: Denial) -> Status {
+    warn!(target: "custos::rejected", code = denial.code(), reason = %denial, "vault release refused");
+    Status::permission_denied(denial.to_string())
+}
+
+/// An internal failure: logged in full, reported without detail.
+pub fn internal(error: impl std::fmt::Display) -> Status {
+    tracing::error!(target: "custos::vault", %error, "internal error");
+    Status::internal("internal error; see the vault's log")
+}
+
+fn vault_status(error: VaultError) -> Status {
+    match error {
+        VaultError::UnknownRecord(r) => {
+            Status::not_found(format!("record_id: record {r} is not in this vault"))
+        }
+        VaultError::RecordExists(r) => Status::already_exists(format!(
+            "record_id: record {r} is already in this vault or being put"
+        )),
+        VaultError::SizeMismatch { .. } => {
+            field_status(FieldError::new("data", error.to_string()), "put")
+        }
+        VaultError::Wrap(_) | VaultError::Stream(_) | VaultError::MissingChunk { .. } => {
+            tracing::error!(target: "custos::vault", error = %error, "stored record fails its integrity check");
+            Status::data_loss(error.to_string())
+        }
+        other => internal(other),
+    }
+}
+
+type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::FetchRecordChunk, Status>> + Send>>;
+
+impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
+    /// A service over `vault`, signing with the custodian's `keys`, trusting only `genesis`'s
+    /// validator set.
+    pub fn new(
+        vault: Arc<Vault<S>>,
+        gateway: G,
+        keys: PartyKeys,
+        genesis: Genesis,
+        limits: Limits,
+    ) -> Result<Self, custos_client::VerifyError> {
+        let trusted = custos_client::verify::genesis_validators(&genesis)?;
+        Ok(VaultRpc {
+            inner: Arc::new(Inner {
+                vault,
+                gateway,
+                keys,
+                genesis,
+                trusted,
+                limits,
+            }),
+        })
+    }
+
+    /// The vault.
+    pub fn vault(&self) -> &Arc<Vault<S>> {
+        &self.inner.vault
+    }
+
+    fn custodian(&self) -> PartyId {
+        PartyId(self.inner.keys.public())
+    }
+
+    /// Checks a signed read: signature, chain, method and freshness.
+    fn authorize(&self, wire: &ledger_pb::SignedRead, method: &str) -> Result<SignedRead, Status> {
+        let read = SignedRead::from_wire(wire).map_err(|e| field_status(e, "signed read"))?;
+        let chain = &self.inner.genesis.chain_id;
+        if &read.body.chain_id != chain {
+            return Err(field_status(
+                FieldError::new(
+                    "body.chain_id",
+                    format!(
+                        "read is for `{}`, this vault serves `{chain}`",
+                        read.body.chain_id
+                    ),
+                ),
+                "signed read",
+            ));
+        }
+        if read.body.method != method {
+            return Err(field_status(
+                FieldError::new(
+                    "body.method",
+                    format!("signed for `{}`, called `{method}`", read.body.method),
+                ),
+                "signed read",
+            ));
+        }
+        let skew = (Timestamp::now().0 - read.body.issued_at.0).abs();
+        let max = self.inner.limits.read_freshness_ms;
+        if skew > max {
+            return Err(field_status(
+                FieldError::new(
+                    "body.issued_at_ms",
+                    format!("signed {skew} ms away from the vault's clock; at most {max} ms"),
+                ),
+                "signed read",
+            ));
+        }
+        Ok(read)
+    }
+
+    fn require_custodian(&self, read: &SignedRead, what: &str) -> Result<(), Status> {
+        if read.author != self.custodian() {
+            warn!(target: "custos::rejected", author = %read.author.short(), what, "not the vault's custodian");
+            return Err(Status::permission_denied(format!(
+                "author: only the vault's custodian {} may {what}; signed by {}",
+                self.custodian().short(),
+                read.author.short()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn registered_patient_key(&self, owner: PartyId) -> Result<EncryptionKey, Status> {
+        let party = self
+            .inner
+            .gateway
+            .party(owner)
+            .await
+            .map_err(|e| e.to_status())?
+            .ok_or_else(|| {
+                field_status(
+                    FieldError::new(
+                        "header.owner",
+                        format!("{} is not a registered party", owner.short()),
+                    ),
+                    "put",
+                )
+            })?;
+        if party.role != Role::Patient.to_wire() {
+            return Err(field_status(
+                FieldError::new(
+                    "header.owner",
+                    format!("{} is not a patient", owner.short()),
+                ),
+                "put",
+            ));
+        }
+        EncryptionKey::from_field(&party.encryption_key, "header.owner.encryption_key")
+            .map_err(|e| field_status(e, "put"))
+    }
+
+    async fn release(
+        &self,
+        wire: ledger_pb::SignedRead,
+        method: &str,
+        kind: ReleaseKind,
+    ) -> Result<FetchStream, Status> {
+        let inner = &self.inner;
+        let read = self.authorize(&wire, method)?;
+        let query: pb::FetchRecordQuery = read.query().map_err(|e| field_status(e, "fetch"))?;
+        let request = RequestId::from_field(&query.request_id, "body.query.request_id")
+            .map_err(|e| field_status(e, "fetch"))?;
+        let named = EncryptionKey::from_field(&query.recipient_key, "body.query.recipient_key")
+            .map_err(|e| field_status(e, "fetch"))?;
+        let requester = read.author;
+        let answer = inner
+            .gateway
+            .decision(request)
+            .await
+            .map_err(|e| e.to_status())?;
+        let check = GrantCheck {
+            genesis: &inner.genesis,
+            trusted: &inner.trusted,
+            now: Timestamp::now(),
+            max_age_ms: inner.limits.max_decision_age_ms,
+        };
+        let decision = check
+            .verify(request, requester, kind, answer.as_ref())
+            .map_err(deny)?;
+        let record = decision.record_id;
+        let meta = match inner.vault.meta(&record) {
+            Ok(meta) => meta,
+            Err(VaultError::UnknownRecord(r)) => return Err(deny(Denial::UnknownRecord(r))),
+            Err(e) => return Err(internal(e)),
+        };
+        if decision.patient != Some(meta.owner) {
+            return Err(deny(Denial::OwnerMismatch(record)));
+        }
+        // The key the requester signed for must be the one it registered: a node that lies
+        // about the registration can then only cause a refusal, never a wrap to its own key.
+        let registered = inner
+            .gateway
+            .party(requester)
+            .await
+            .map_err(|e| e.to_status())?
+            .map(|p| p.encryption_key)
+            .unwrap_or_default();
+        if registered != named.0 {
+            return Err(deny(Denial::RecipientKey {
+                party: requester,
+                named: named.to_hex(),
+                registered: hex::encode(&registered),
+            }));
+        }
+        let wrapped = match kind {
+            ReleaseKind::Owner => {
+                let (_, stored) = inner.vault.owner_key(&record).map_err(vault_status)?;
+                if stored.recipient_key == named {
+                    stored
+                } else {
+                    let (_, fresh) = inner
+                        .vault
+                        .release(&record, requester, &named, &mut OsRng)
+                        .map_err(vault_status)?;
+                    fresh
+                }
+            }
+            ReleaseKind::Grantee => {
+                let (_, fresh) = inner
+                    .vault
+                    .release(&record, requester, &named, &mut OsRng)
+                    .map_err(vault_status)?;
+                fresh
+            }
+        };
+        let mut header = ReleaseHeader::new(request, &meta, wrapped, TxId(Hash::ZERO));
+        // Log before release: the confirmation is final before a byte of the record leaves.
+        let confirmed = inner
+            .gateway
+            .submit(
+                &inner.keys,
+                TxKind::ConfirmRelease(ConfirmRelease {
+                    request_id: request,
+                    release_digest: header.release_digest,
+                }),
+            )
+            .await;
+        let confirmed = match confirmed {
+            Ok(response) => response,
+            Err(GatewayError::Status(s))
+                if matches!(
+                    s.code(),
+                    tonic::Code::FailedPrecondition
+                        | tonic::Code::PermissionDenied
+                        | tonic::Code::NotFound
+                        | tonic::Code::AlreadyExists
+                        | tonic::Code::InvalidArgument
+                ) =>
+            {
+                return Err(deny(Denial::NotConfirmed {
+                    request,
+                    reason: s.message().to_string(),
+                }));
+            }
+            Err(e) => return Err(e.to_status()),
+        };
+        header.confirm_tx = TxId::from_field(&confirmed.tx_id, "tx_id").map_err(internal)?;
+        info!(
+            target: "custos::vault",
+            request = %request.short(),
+            record = %record.short(),
+            requester = %requester.short(),
+            chunks = meta.chunk_count,
+            confirmed_at = confirmed.height,
+            "release confirmed on the ledger; streaming the wrapped key and ciphertext"
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel(inner.limits.stream_buffer_chunks.max(1));
+        let vault = inner.vault.clone();
+        let first = pb::FetchRecordChunk {
+            part: Some(pb::fetch_record_chunk::Part::Header(header.to_wire())),
+        };
+        tokio::task::spawn_blocking(move || {
+            if tx.blocking_send(Ok(first)).is_err() {
+                return;
+            }
+            for index in 0..meta.chunk_count {
+                let message = vault
+                    .chunk(&meta, index)
+                    .map(|ciphertext| pb::FetchRecordChunk {
+                        part: Some(pb::fetch_record_chunk::Part::Ciphertext(ciphertext)),
+                    });
+                let failed = message.is_err();
+                let sent = tx.blocking_send(message.map_err(|e| {
+                    tracing::error!(target: "custos::vault", error = %e, "cannot read a chunk");
+                    Status::data_loss(format!("record {}: {e}", meta.record_id()))
+                }));
+                if failed || sent.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
+    #[instrument(name = "vault.put", skip_all)]
+    async fn put_record(
+        &self,
+        request: Request<Streaming<pb::PutRecordChunk>>,
+    ) -> Result<Response<pb::PutRecordResponse>, Status> {
+        use pb::put_record_chunk::Part;
+        let inner = &self.inner;
+        let mut stream = request.into_inner();
+        let first = stream.message().await?.ok_or_else(|| {
+            field_status(
+                FieldError::new(
+                    "header",
+                    "the stream is empty; expected the signed header first",
+                ),
+                "put",
+            )
+        })?;
+        let header_read = match first.part {
+            Some(Part::Header(read)) => read,
+            Some(Part::Data(_)) => {
+                return Err(field_status(
+                    FieldError::new("header", "expected the signed header before any data"),
+                    "put",
+                ));
+            }
+            None => {
+                return Err(field_status(
+                    FieldError::new("part", "required field is missing"),
+                    "put",
+                ));
+            }
+        };
+        let read = self.authorize(&header_read, methods::PUT)?;
+        self.require_custodian(&read, "put records")?;
+        let wire: pb::RecordHeader = read
+            .query()
+            .map_err(|e| field_status(e.within("header"), "put"))?;
+        let record = NewRecord::from_wire(&wire, || {
+            let mut id = [0u8; 32];
+            OsRng.fill_bytes(&mut id);
+            RecordId(Hash(id))
+        })
+        .map_err(|e| field_status(e.within("header"), "put"))?;
+        if record.size > inner.limits.max_record_bytes {
+            return Err(field_status(
+                FieldError::new(
+                    "header.size",
+                    format!(
+                        "at most {} bytes, got {}",
+                        inner.limits.max_record_bytes, record.size
+                    ),
+                ),
+                "put",
+            ));
+        }
+        let owner_key = self.registered_patient_key(record.owner).await?;
+        let id = record.record_id;
+        let (owner, category) = (record.owner, record.category.clone());
+        let mut session = inner
+            .vault
+            .begin_put(record, owner_key, &mut OsRng)
+            .map_err(vault_status)?;
+        while let Some(message) = stream.message().await? {
+            match message.part {
+                Some(Part::Data(data)) => {
+                    if data.len() > inner.limits.max_data_message_bytes {
+                        return Err(field_status(
+                            FieldError::new(
+                                "data",
+                                format!(
+                                    "at most {} bytes per message, got {}",
+                                    inner.limits.max_data_message_bytes,
+                                    data.len()
+                                ),
+                            ),
+                            "put",
+                        ));
+                    }
+                    session.write(&data).map_err(vault_status)?;
+                }
+                Some(Part::Header(_)) => {
+                    return Err(field_status(
+                        FieldError::new("header", "sent twice; expected data"),
+                        "put",
+                    ));
+                }
+                None => {
+                    return Err(field_status(
+                        FieldError::new("part", "required field is missing"),
+                        "put",
+                    ));
+                }
+            }
+        }
+        let prepared = session.finish(&mut OsRng).map_err(vault_status)?;
+        let summary = prepared.summary();
+        // Dropping `prepared` on an error below erases the stored chunks.
+        let registered = inner
+            .gateway
+            .submit(
+                &inner.keys,
+                TxKind::RegisterRecord(RegisterRecord {
+                    record_id: id,
+                    owner,
+                    category,
+                    ciphertext_digest: summary.ciphertext_digest,
+                    attribute_commitment: None,
+                }),
+            )
+            .await
+            .map_err(|e| {
+                warn!(target: "custos::rejected", record = %id.short(), error = %e, "the ledger refused the registration");
+                e.to_status()
+            })?;
+        let registration = Registration {
+            tx_id: TxId::from_field(&registered.tx_id, "tx_id").map_err(internal)?,
+            height: Height(registered.height),
+        };
+        let meta = prepared
+            .commit(registration, &mut OsRng)
+            .map_err(vault_status)?;
+        info!(
+            target: "custos::vault",
+            record = %id.short(),
+            size = meta.size,
+            chunks = meta.chunk_count,
+            height = registered.height,
+            "record encrypted, stored and registered"
+        );
+        Ok(Response::new(pb::PutRecordResponse {
+            record_id: id.to_vec(),
+            ciphertext_digest: meta.ciphertext_digest.0.to_vec(),
+            register_tx_id: registered.tx_id,
+            register_height: registered.height,
+            chunk_count: u64::from(meta.chunk_count),
+        }))
+    }
+
+    type FetchRecordStream = FetchStream;
+
+    #[instrument(name = "vault.release", skip_all)]
+    async fn fetch_record(
+        &self,
+        request: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<Self::FetchRecordStream>, Status> {
+        self.release(request.into_inner(), methods::FETCH, ReleaseKind::Grantee)
+            .await
+            .map(Response::new)
+    }
+
+    type FetchOwnRecordStream = FetchStream;
+
+    #[instrument(name = "vault.release_own", skip_all)]
+    async fn fetch_own_record(
+        &self,
+        request: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<Self::FetchOwnRecordStream>, Status> {
+        self.release(request.into_inner(), methods::FETCH_OWN, ReleaseKind::Owner)
+            .await
+            .map(Response::new)
+    }
+
+    #[instrument(name = "vault.erase", skip_all)]
+    async fn erase_record(
+        &self,
+        request: Request<ledger_pb::SignedTransaction>,
+    ) -> Result<Response<pb::EraseRecordResponse>, Status> {
+        let inner = &self.inner;
+        let tx = SignedTransaction::from_wire(request.into_inner())
+            .map_err(|e| field_status(e, "erase"))?;
+        let TxKind::EraseRecord(erase) = &tx.body().kind else {
+            return Err(field_status(
+                FieldError::new(
+                    "body.kind",
+                    format!("expected erase_record, got {}", tx.body().kind.name()),
+                ),
+                "erase",
+            ));
+        };
+        if tx.body().chain_id != inner.genesis.chain_id {
+            return Err(field_status(
+                FieldError::new(
+                    "body.chain_id",
+                    format!(
+                        "expected `{}`, got `{}`",
+                        inner.genesis.chain_id,
+                        tx.body().chain_id
+                    ),
+                ),
+                "erase",
+            ));
+        }
+        let record = erase.record_id;
+        inner.vault.meta(&record).map_err(|e| match e {
+            VaultError::UnknownRecord(r) => Status::not_found(format!(
+                "body.erase_record.record_id: record {r} is not in this vault"
+            )),
+            other => internal(other),
+        })?;
+        let finalized = inner.gateway.submit_signed(&tx).await.map_err(|e| {
+            warn!(target: "custos::rejected", record = %record.short(), error = %e, "the ledger refused the erasure");
+            e.to_status()
+        })?;
+        inner.vault.erase(&record).map_err(vault_status)?;
+        info!(
+            target: "custos::vault",
+            record = %record.short(),
+            by = %tx.author().short(),
+            legal_grounds = erase.legal_grounds,
+            height = finalized.height,
+            "record erased: storage key, wrapped keys and ciphertext destroyed"
+        );
+        Ok(Response::new(pb::EraseRecordResponse {
+            erase_tx_id: finalized.tx_id,
+            erase_height: finalized.height,
+        }))
+    }
+
+    #[instrument(name = "vault.list", skip_all)]
+    async fn list_records(
+        &self,
+        request: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<pb::ListRecordsResponse>, Status> {
+        let read = self.authorize(&request.into_inner(), methods::LIST)?;
+        let query: pb::ListRecordsQuery = read.query().map_err(|e| field_status(e, "list"))?;
+        let asked = if query.owner.is_empty() {
+            None
+        } else {
+            Some(
+                PartyId::from_field(&query.owner, "body.query.owner")
+                    .map_err(|e| field_status(e, "list"))?,
+            )
+        };
+        let owner = if read.author == self.custodian() {
+            asked
+        } else {
+            if asked.is_some_and(|o| o != read.author) {
+                return Err(Status::permission_denied(
+                    "body.query.owner: a patient lists only their own records",
+                ));
+            }
+            Some(read.author)
+        };
+        let metas = self.inner.vault.list(owner).map_err(vault_status)?;
+        Ok(Response::new(pb::ListRecordsResponse {
+            record_ids: metas.iter().map(|m| m.record_id().to_vec()).collect(),
+            records: metas.iter().map(|m| m.summary()).collect(),
+        }))
+    }
+
+    #[instrument(name = "vault.rotate", skip_all)]
+    async fn rotate_key(
+        &self,
+        request: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<pb::RotateKeyResponse>, Status> {
+        let read = self.authorize(&request.into_inner(), methods::ROTATE)?;
+        self.require_custodian(&read, "rotate the vault's key")?;
+        let vault = self.inner.vault.clone();
+        let rotation = tokio::task::spawn_blocking(move || vault.rotate(&mut OsRng))
+            .await
+            .map_err(internal)?
+            .map_err(vault_status)?;
+        info!(
+            target: "custos::vault",
+            generation = rotation.generation,
+            rewrapped = rotation.rewrapped,
+            "custodian key rotated; the old key is destroyed"
+        );
+        Ok(Response::new(pb::RotateKeyResponse {
+            rewrapped: rotation.rewrapped,
+            generation: rotation.generation,
+            public_key: rotation.public.0.to_vec(),
+        }))
+    }
+}

@@ -1,0 +1,207 @@
+//! Starting and stopping a vault: configuration, the sled store, the node connection and the
+//! gRPC server (with health and reflection).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use custos_crypto::PartyKeys;
+use custos_proto::vault::v1::vault_service_server::VaultServiceServer;
+use custos_types::{Genesis, PartyId, Role};
+use custos_vault::{KdfParams, Passphrase, StoreError, Vault, VaultError, VaultStore};
+use rand_core::OsRng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::gateway::{GatewayError, LedgerGateway, NodeGateway};
+use crate::rpc::{Limits, VaultRpc};
+use crate::sled_store::SledVaultStore;
+
+/// Largest message the vault decodes (a `data` slice is at most 1 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Why a vault could not start or stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The configuration or a file it names is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The vault could not be opened.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The ledger node could not be reached or refused.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// The server failed.
+    #[error("gRPC server: {0}")]
+    Server(String),
+}
+
+/// Where a vault listens, which node it uses, and where it keeps its data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VaultConfig {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// gRPC endpoint of a ledger node, e.g. `http://127.0.0.1:7420`.
+    pub node: String,
+    /// The consortium's genesis file: the vault trusts its validator set and nothing else.
+    pub genesis: PathBuf,
+    /// The vault's folder (keyring and sled store).
+    pub data_dir: PathBuf,
+    /// Argon2id parameters for a new keyring.
+    pub kdf: KdfParams,
+    /// Bounds on callers.
+    #[serde(skip, default)]
+    pub limits: Limits,
+}
+
+impl VaultConfig {
+    /// A configuration with the recommended key-derivation cost and default limits.
+    pub fn new(listen: SocketAddr, node: String, genesis: PathBuf, data_dir: PathBuf) -> Self {
+        VaultConfig {
+            listen,
+            node,
+            genesis,
+            data_dir,
+            kdf: KdfParams::RECOMMENDED,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Reads a genesis file.
+pub fn load_genesis(path: &std::path::Path) -> Result<Genesis, ServiceError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServiceError::Config(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ServiceError::Config(format!("invalid genesis {}: {e}", path.display())))
+}
+
+/// A vault serving gRPC.
+pub struct RunningVault<S: VaultStore, G: LedgerGateway> {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    rpc: VaultRpc<S, G>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl<S: VaultStore, G: LedgerGateway> RunningVault<S, G> {
+    /// `http://ADDR`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The vault behind the service.
+    pub fn vault(&self) -> &Arc<Vault<S>> {
+        self.rpc.vault()
+    }
+
+    /// Stops serving and waits until the server (and with it the store) is released.
+    pub async fn stop(self) -> Result<(), ServiceError> {
+        let _ = self.shutdown.send(true);
+        drop(self.rpc);
+        self.server
+            .await
+            .map_err(|e| ServiceError::Server(e.to_string()))?
+            .map_err(|e| ServiceError::Server(e.to_string()))
+    }
+}
+
+/// Starts the vault of the custodian `keys` as configured: the node at `config.node`, the
+/// sled store in `config.data_dir` unsealed with `passphrase`.
+pub async fn start(
+    config: &VaultConfig,
+    keys: PartyKeys,
+    passphrase: &Passphrase,
+) -> Result<RunningVault<SledVaultStore, NodeGateway>, ServiceError> {
+    let genesis = load_genesis(&config.genesis)?;
+    let gateway = NodeGateway::connect(&config.node).await?;
+    start_with(config, keys, passphrase, genesis, gateway).await
+}
+
+/// [`start`] with a given genesis and ledger gateway.
+pub async fn start_with<G: LedgerGateway>(
+    config: &VaultConfig,
+    keys: PartyKeys,
+    passphrase: &Passphrase,
+    genesis: Genesis,
+    gateway: G,
+) -> Result<RunningVault<SledVaultStore, G>, ServiceError> {
+    let custodian = PartyId(keys.public());
+    match gateway.party(custodian).await? {
+        Some(p) if p.role == Role::Custodian.to_wire() => {}
+        Some(_) => {
+            return Err(ServiceError::Config(format!(
+                "key {} is registered, but not as a custodian",
+                custodian.short()
+            )));
+        }
+        None => {
+            return Err(ServiceError::Config(format!(
+                "key {} is not a registered party on the ledger",
+                custodian.short()
+            )));
+        }
+    }
+    let store = SledVaultStore::open(&config.data_dir, passphrase, config.kdf)?;
+    let vault = Vault::open(store, custodian, &mut OsRng)?;
+    let rpc = VaultRpc::new(vault, gateway, keys, genesis, config.limits)
+        .map_err(|e| ServiceError::Config(format!("genesis: {e}")))?;
+    serve(rpc, config.listen).await
+}
+
+/// Serves `rpc` on `listen` (port 0 picks one).
+pub async fn serve<S: VaultStore, G: LedgerGateway>(
+    rpc: VaultRpc<S, G>,
+    listen: SocketAddr,
+) -> Result<RunningVault<S, G>, ServiceError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<VaultServiceServer<VaultRpc<S, G>>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(custos_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServiceError::Server(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(custos_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServiceError::Server(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServiceError::Config(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServiceError::Server(e.to_string()))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let (shutdown, mut stop) = watch::channel(false);
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            VaultServiceServer::new(rpc.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
+    let server = tokio::spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    info!(target: "custos::vault", %addr, "vault listening");
+    Ok(RunningVault {
+        addr,
+        rpc,
+        shutdown,
+        server,
+    })
+}
