@@ -19,6 +19,12 @@ pub trait Application: Send + Sync + 'static {
     ) -> anyhow::Result<(Vec<u8>, custos_crypto::Hash)>;
     /// Checks a value received for `height` (re-executes; any invalid tx, wrong state root, wrong prev hash… → Err(reason)); returns its id.
     fn validate(&self, height: u64, value: &[u8]) -> Result<custos_crypto::Hash, String>;
+    /// Checks a value that value sync delivered with its commit certificate (already checked by
+    /// the engine). Defaults to [`Application::validate`]; an application whose live checks
+    /// depend on the local clock relaxes them here, since synced blocks may be old.
+    fn validate_synced(&self, height: u64, value: &[u8]) -> Result<custos_crypto::Hash, String> {
+        self.validate(height, value)
+    }
     /// Commits a decided value with its certificate, durably, before returning.
     fn commit(
         &self,

@@ -817,7 +817,7 @@ impl Host {
         }
         let app = self.app.clone();
         let bytes = value_bytes.clone();
-        let value_id = match blocking(move || app.validate(height.0, &bytes)).await {
+        let value_id = match blocking(move || app.validate_synced(height.0, &bytes)).await {
             Ok(Ok(id)) => id,
             Ok(Err(reason)) => {
                 warn!(%height, %reason, "a peer served an invalid block");

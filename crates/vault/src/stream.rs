@@ -27,7 +27,9 @@
 //! all-or-nothing: on any error the caller gets no plaintext (buffers are zeroized, partial
 //! files removed).
 //!
-//! Memory stays bounded by one or two chunks whatever the record's size.
+//! Memory stays bounded by one or two chunks whatever the record's size (plus at most four
+//! chunk copies queued for the ciphertext digest, which a stream longer than 512 KiB computes
+//! on a helper thread so that SHA-256 runs beside the cipher rather than after it).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -114,6 +116,12 @@ pub enum StreamError {
         record: RecordId,
         /// The declared size.
         got: u32,
+    },
+    /// The ciphertext digest could not be computed (its helper thread died).
+    #[error("record {record}: the ciphertext digest could not be computed")]
+    Digest {
+        /// The record.
+        record: RecordId,
     },
     /// Reading the plaintext failed.
     #[error("record {record}: cannot read the plaintext: {message}")]
@@ -284,6 +292,102 @@ pub struct SealedChunk {
     pub ciphertext: Vec<u8>,
 }
 
+/// Ciphertext bytes after which a stream hashes on a second thread.
+const THREADED_DIGEST_AFTER: u64 = 512 * 1024;
+
+/// The running ciphertext digest. Small streams hash inline; once a stream passes
+/// [`THREADED_DIGEST_AFTER`] bytes its hash state moves to a helper thread fed copies of the
+/// chunks, so SHA-256 runs beside ChaCha20-Poly1305 instead of after it. The bytes hashed and
+/// their order are the same either way.
+enum CiphertextDigest {
+    Inline {
+        hash: Sha256,
+        bytes: u64,
+    },
+    Threaded {
+        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        worker: std::thread::JoinHandle<Sha256>,
+    },
+    // Transient, while switching.
+    Moving,
+}
+
+impl CiphertextDigest {
+    fn new(params: &StreamParams) -> Self {
+        CiphertextDigest::Inline {
+            hash: params.digest(),
+            bytes: 0,
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        match self {
+            CiphertextDigest::Inline { hash, bytes } => {
+                hash.update(chunk);
+                *bytes += chunk.len() as u64;
+                if *bytes >= THREADED_DIGEST_AFTER {
+                    self.go_threaded();
+                }
+            }
+            CiphertextDigest::Threaded { chunks, .. } => {
+                if let Err(std::sync::mpsc::SendError(chunk)) = chunks.send(chunk.to_vec()) {
+                    // The worker is gone (it cannot fail, short of a panic): hash inline.
+                    self.fall_back(&chunk);
+                }
+            }
+            CiphertextDigest::Moving => {}
+        }
+    }
+
+    fn go_threaded(&mut self) {
+        let CiphertextDigest::Inline { hash, bytes } =
+            std::mem::replace(self, CiphertextDigest::Moving)
+        else {
+            return;
+        };
+        let (chunks, inbox) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let mut state = hash.clone();
+        let spawned = std::thread::Builder::new()
+            .name("custos-vault-digest".into())
+            .spawn(move || {
+                for chunk in inbox {
+                    state.update(&chunk);
+                }
+                state
+            });
+        *self = match spawned {
+            Ok(worker) => CiphertextDigest::Threaded { chunks, worker },
+            Err(_) => CiphertextDigest::Inline { hash, bytes },
+        };
+    }
+
+    fn fall_back(&mut self, pending: &[u8]) {
+        if let CiphertextDigest::Threaded { chunks, worker } =
+            std::mem::replace(self, CiphertextDigest::Moving)
+        {
+            drop(chunks);
+            if let Ok(mut hash) = worker.join() {
+                hash.update(pending);
+                *self = CiphertextDigest::Inline { hash, bytes: 0 };
+            }
+        }
+    }
+
+    fn finish(self, record: RecordId, chunk_count: u32) -> Result<Hash, StreamError> {
+        let lost = StreamError::Digest { record };
+        let mut hash = match self {
+            CiphertextDigest::Inline { hash, .. } => hash,
+            CiphertextDigest::Threaded { chunks, worker } => {
+                drop(chunks);
+                worker.join().map_err(|_| lost)?
+            }
+            CiphertextDigest::Moving => return Err(lost),
+        };
+        hash.update(chunk_count.to_be_bytes());
+        Ok(Hash(hash.finalize().into()))
+    }
+}
+
 /// Seals chunks in place and tracks position, size and digest.
 struct Sealer {
     cipher: ChaCha20Poly1305,
@@ -291,7 +395,7 @@ struct Sealer {
     aad: Vec<u8>,
     next: u32,
     size: u64,
-    digest: Sha256,
+    digest: CiphertextDigest,
 }
 
 impl Sealer {
@@ -300,7 +404,7 @@ impl Sealer {
         Ok(Sealer {
             cipher: key.cipher(),
             aad: params.aad(),
-            digest: params.digest(),
+            digest: CiphertextDigest::new(&params),
             params,
             next: 0,
             size: 0,
@@ -330,14 +434,12 @@ impl Sealer {
         Ok(index)
     }
 
-    fn summary(self) -> StreamSummary {
-        let mut digest = self.digest;
-        digest.update(self.next.to_be_bytes());
-        StreamSummary {
+    fn summary(self) -> Result<StreamSummary, StreamError> {
+        Ok(StreamSummary {
             size: self.size,
             chunk_count: self.next,
-            ciphertext_digest: Hash(digest.finalize().into()),
-        }
+            ciphertext_digest: self.digest.finish(self.params.record_id, self.next)?,
+        })
     }
 }
 
@@ -429,7 +531,7 @@ impl StreamEncryptor {
     /// Seals the final chunk and returns it with the stream's summary.
     pub fn finish(mut self) -> Result<(SealedChunk, StreamSummary), StreamError> {
         let last = self.seal_buffer(true)?;
-        Ok((last, self.sealer.summary()))
+        Ok((last, self.sealer.summary()?))
     }
 
     fn seal_buffer(&mut self, last: bool) -> Result<SealedChunk, StreamError> {
@@ -523,8 +625,8 @@ impl<R: Read> EncryptingReader<R> {
             index,
             ciphertext: std::mem::take(&mut *current),
         });
-        if last {
-            self.summary = self.sealer.take().map(Sealer::summary);
+        if last && let Some(sealer) = self.sealer.take() {
+            self.summary = Some(sealer.summary()?);
         }
         Ok(())
     }
@@ -557,7 +659,7 @@ pub struct ChunkDecryptor {
     size: u64,
     finished: bool,
     failed: Option<StreamError>,
-    digest: Sha256,
+    digest: CiphertextDigest,
 }
 
 impl ChunkDecryptor {
@@ -567,7 +669,7 @@ impl ChunkDecryptor {
         Ok(ChunkDecryptor {
             cipher: key.cipher(),
             aad: params.aad(),
-            digest: params.digest(),
+            digest: CiphertextDigest::new(&params),
             params,
             next: 0,
             size: 0,
@@ -664,12 +766,10 @@ impl ChunkDecryptor {
                 chunks: self.next,
             });
         }
-        let mut digest = self.digest;
-        digest.update(self.next.to_be_bytes());
         Ok(StreamSummary {
             size: self.size,
             chunk_count: self.next,
-            ciphertext_digest: Hash(digest.finalize().into()),
+            ciphertext_digest: self.digest.finish(self.params.record_id, self.next)?,
         })
     }
 }
@@ -762,6 +862,23 @@ mod tests {
         assert_ne!(p.nonce(0, false), p.nonce(0, true));
         assert_ne!(p.nonce(0, false), p.nonce(1, false));
         assert_eq!(&p.nonce(258, true)[7..], &[0, 0, 1, 2, 1]);
+    }
+
+    #[test]
+    fn a_large_stream_hashed_on_a_helper_thread_has_the_inline_digest() {
+        let key = DataKey::generate(&mut OsRng);
+        let p = params(CHUNK_SIZE);
+        let plaintext = vec![0x42u8; 3 * THREADED_DIGEST_AFTER as usize + 12_345];
+        let (chunks, summary) = encrypt_all(&key, p, &plaintext).unwrap();
+        let mut reference = p.digest();
+        for chunk in &chunks {
+            reference.update(chunk);
+        }
+        reference.update(summary.chunk_count.to_be_bytes());
+        assert_eq!(summary.ciphertext_digest, Hash(reference.finalize().into()));
+        let (opened, decrypted) = decrypt_all(&key, p, chunks).unwrap();
+        assert_eq!(decrypted, summary);
+        assert!(*opened == plaintext);
     }
 
     #[test]

@@ -31,10 +31,13 @@ pub(crate) struct DevnetArgs {
     init_only: bool,
 }
 
-/// A free loopback port (bound and released; good enough on a quiet machine).
-fn free_port() -> anyhow::Result<u16> {
+/// A free loopback port, kept bound in `reserved` until the caller drops it, so that no two
+/// validators are handed the same port.
+fn free_port(reserved: &mut Vec<TcpListener>) -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(listener.local_addr()?.port())
+    let port = listener.local_addr()?.port();
+    reserved.push(listener);
+    Ok(port)
 }
 
 /// One validator's files and addresses.
@@ -63,13 +66,14 @@ pub(crate) fn write_devnet(
     let mut nodes = Vec::new();
     let mut grpc = Vec::new();
     let mut p2p = Vec::new();
+    let mut reserved = Vec::new();
     for i in 0..n {
         let node_dir = dir.join(format!("validator-{i}"));
         std::fs::create_dir_all(&node_dir)?;
         let keys = PartyKeys::generate(&mut rng);
         write_key_file(&node_dir.join("validator.key"), &keys)?;
-        let grpc_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let p2p_addr = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
+        let grpc_addr = SocketAddr::from(([127, 0, 0, 1], free_port(&mut reserved)?));
+        let p2p_addr = format!("/ip4/127.0.0.1/tcp/{}", free_port(&mut reserved)?);
         validators.push(GenesisValidator {
             public_key: PartyId(keys.public()),
             power: 1,

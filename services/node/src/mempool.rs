@@ -74,6 +74,18 @@ impl Mempool {
 
     /// Admits a transaction whose nonce follows `committed` and the author's pending ones.
     pub fn insert(&self, tx: SignedTransaction, committed: u64) -> Result<(), MempoolError> {
+        self.insert_waiting(tx, committed, false).map(|_| ())
+    }
+
+    /// Admits a transaction and, with `wait`, registers interest in its outcome in the same
+    /// step: a refused transaction leaves no waiter behind, and an admitted one cannot be
+    /// finalized before its waiter exists.
+    pub fn insert_waiting(
+        &self,
+        tx: SignedTransaction,
+        committed: u64,
+        wait: bool,
+    ) -> Result<Option<oneshot::Receiver<TxOutcome>>, MempoolError> {
         let mut inner = self.lock();
         let id = tx.id();
         if inner.ids.contains_key(&id) {
@@ -96,9 +108,19 @@ impl Mempool {
         inner.next_nonce.insert(author, expected + 1);
         inner.ids.insert(id, ());
         inner.queue.push_back(tx);
+        let waiter = wait.then(|| {
+            let (sender, receiver) = oneshot::channel();
+            inner.waiters.entry(id).or_default().push(sender);
+            receiver
+        });
         drop(inner);
         self.notify.notify_one();
-        Ok(())
+        Ok(waiter)
+    }
+
+    /// Number of registered waiters (for tests and metrics).
+    pub fn waiter_count(&self) -> usize {
+        self.lock().waiters.values().map(Vec::len).sum()
     }
 
     /// Registers interest in a transaction's outcome.
@@ -201,5 +223,76 @@ impl Mempool {
     /// Waits until a transaction arrives (or a spurious wake-up).
     pub async fn arrived(&self) {
         self.notify.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use custos_crypto::{SecretKey, SigningKeyPair};
+    use custos_types::model::Organisation;
+    use custos_types::tx::RegisterParty;
+    use custos_types::{ChainId, Nonce, PartyId, Role, TransactionBody, TxKind};
+
+    use super::*;
+
+    fn tx(seed: u8, nonce: u64) -> SignedTransaction {
+        let key = SigningKeyPair::from_secret(&SecretKey::from_slice(&[seed; 32]).expect("seed"));
+        let body = TransactionBody {
+            chain_id: ChainId::parse("custos-test").expect("chain"),
+            nonce: Nonce(nonce),
+            kind: TxKind::RegisterParty(RegisterParty {
+                party: PartyId(key.public()),
+                role: Role::Patient,
+                encryption_key: [0; 32],
+                organisation: Organisation::default(),
+            }),
+        };
+        SignedTransaction::sign(&body, &key)
+    }
+
+    #[test]
+    fn a_refused_submission_leaves_no_waiter_behind() {
+        let pool = Mempool::new(1);
+        assert!(
+            pool.insert_waiting(tx(1, 5), 0, true).is_err(),
+            "wrong nonce"
+        );
+        assert_eq!(pool.waiter_count(), 0);
+        assert!(
+            pool.insert_waiting(tx(1, 0), 0, true)
+                .expect("admitted")
+                .is_some()
+        );
+        assert!(matches!(
+            pool.insert_waiting(tx(2, 0), 0, true),
+            Err(MempoolError::Full(1))
+        ));
+        assert_eq!(pool.waiter_count(), 1);
+    }
+
+    #[test]
+    fn a_committed_block_resolves_waiters_and_drops_stale_nonces() {
+        let pool = Mempool::new(10);
+        let first = tx(1, 0);
+        let mut waiter = pool
+            .insert_waiting(first.clone(), 0, true)
+            .expect("admitted")
+            .expect("waiter");
+        let mut stale = pool
+            .insert_waiting(tx(2, 0), 0, true)
+            .expect("admitted")
+            .expect("waiter");
+        // Another proposer's block held `first` and used author 2's nonce 0 for something else.
+        pool.committed(3, &[(first.id(), 7)], |_| 1);
+        assert!(matches!(
+            waiter.try_recv(),
+            Ok(TxOutcome::Finalized {
+                height: 3,
+                index: 7
+            })
+        ));
+        assert!(matches!(stale.try_recv(), Ok(TxOutcome::Rejected(_))));
+        assert!(pool.is_empty());
+        assert_eq!(pool.waiter_count(), 0);
     }
 }

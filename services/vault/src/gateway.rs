@@ -89,6 +89,14 @@ impl NodeGateway {
         })
     }
 
+    /// A gateway over an existing connection.
+    pub fn from_client(client: Client) -> Self {
+        NodeGateway {
+            client,
+            submit: Mutex::new(()),
+        }
+    }
+
     /// The client.
     pub fn client(&self) -> &Client {
         &self.client

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bft;
 mod cli;
 mod crash;
 mod flow;

@@ -49,26 +49,46 @@ pub async fn submit_transaction(
     let committed = ctx.core.next_nonce(&tx.author());
     let nonce = tx.body().nonce.0;
     if nonce < committed {
-        return Err(tx_status(custos_consent::TxError::ReplayedNonce {
+        let replay = custos_consent::TxError::ReplayedNonce {
             author: tx.author().short(),
             expected: committed,
             got: nonce,
-        }));
+        };
+        // A client retrying the very same transaction learns where it already is.
+        if let Some((height, index)) = ctx.core.store().transaction(&id).map_err(internal)? {
+            tracing::warn!(target: "custos::rejected", reason = %replay, "transaction refused");
+            return Err(Status::failed_precondition(format!(
+                "{replay}; this transaction is already finalized at height {height}, log index {index}"
+            )));
+        }
+        return Err(tx_status(replay));
     }
     // A transaction that follows pending ones of its author is checked when its block is built.
     if nonce == committed {
         ctx.core.check_tx(&tx).map_err(tx_status)?;
     }
-    let waiter = wait.then(|| ctx.mempool.wait_for(id));
     let forwarded = forward.then(|| tx.clone());
-    ctx.mempool.insert(tx, committed).map_err(|e| {
-        tracing::warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "mempool refused");
-        match e {
-            crate::mempool::MempoolError::Duplicate(_) => Status::already_exists(e.to_string()),
-            crate::mempool::MempoolError::Full(_) => Status::resource_exhausted(e.to_string()),
-            crate::mempool::MempoolError::Nonce { .. } => Status::failed_precondition(e.to_string()),
+    let waiter = match ctx.mempool.insert_waiting(tx, committed, wait) {
+        Ok(waiter) => waiter,
+        // The same transaction is already pending: wait for it like its first submitter.
+        Err(crate::mempool::MempoolError::Duplicate(_)) if wait => {
+            let waiter = ctx.mempool.wait_for(id);
+            if let Some((height, index)) = ctx.core.store().transaction(&id).map_err(internal)? {
+                return Ok(finalized(id, height, index));
+            }
+            Some(waiter)
         }
-    })?;
+        Err(e) => {
+            tracing::warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "mempool refused");
+            return Err(match e {
+                crate::mempool::MempoolError::Duplicate(_) => Status::already_exists(e.to_string()),
+                crate::mempool::MempoolError::Full(_) => Status::resource_exhausted(e.to_string()),
+                crate::mempool::MempoolError::Nonce { .. } => {
+                    Status::failed_precondition(e.to_string())
+                }
+            });
+        }
+    };
     if let Some(tx) = forwarded {
         ctx.forwarder.forward(&tx);
     }
@@ -80,13 +100,7 @@ pub async fn submit_transaction(
         });
     };
     match tokio::time::timeout(SUBMIT_WAIT, waiter).await {
-        Ok(Ok(TxOutcome::Finalized { height, index })) => Ok(pb::SubmitResponse {
-            tx_id: id.to_vec(),
-            status: pb::TxStatus::Finalized as i32,
-            height,
-            entry_index: index,
-            reason: String::new(),
-        }),
+        Ok(Ok(TxOutcome::Finalized { height, index })) => Ok(finalized(id, height, index)),
         Ok(Ok(TxOutcome::Rejected(reason))) => Err(Status::failed_precondition(format!(
             "transaction {} refused when its block was built: {reason}",
             id.short()
@@ -96,6 +110,16 @@ pub async fn submit_transaction(
             id.short(),
             SUBMIT_WAIT.as_secs()
         ))),
+    }
+}
+
+fn finalized(id: TxId, height: u64, index: u64) -> pb::SubmitResponse {
+    pb::SubmitResponse {
+        tx_id: id.to_vec(),
+        status: pb::TxStatus::Finalized as i32,
+        height,
+        entry_index: index,
+        reason: String::new(),
     }
 }
 
