@@ -365,7 +365,15 @@ impl Host {
         }
     }
 
-    fn params(&self) -> HeightParams<Ctx> {
+    /// The parameters of the next height, with the validator set the ledger names for it
+    /// (governance changes take effect at their height).
+    fn params(&mut self) -> HeightParams<Ctx> {
+        match ValidatorSet::from_ledger(&self.app.validators()) {
+            Ok(set) => self.validators = set,
+            Err(e) => {
+                warn!(error = %e, "the ledger's validator set is unusable; keeping the previous one")
+            }
+        }
         HeightParams::new(
             self.validators.clone(),
             self.timeouts,

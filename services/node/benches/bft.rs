@@ -325,11 +325,14 @@ impl Throughput {
     }
 }
 
-/// Blocks as node `c` finalizes them: (when it announced them, transactions).
-fn record_blocks(c: Client, from: u64) -> Arc<Mutex<Vec<(Instant, u64)>>> {
+type BlockLog = Arc<Mutex<Vec<(Instant, u64)>>>;
+
+/// Blocks as node `c` finalizes them: (when it announced them, transactions). Abort the task
+/// before stopping the node: a node does not stop while a block stream is open.
+fn record_blocks(c: Client, from: u64) -> (BlockLog, tokio::task::JoinHandle<()>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let out = log.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let Ok(stream) = c
             .ledger()
             .stream_blocks(pb::StreamBlocksRequest { from_height: from })
@@ -346,7 +349,7 @@ fn record_blocks(c: Client, from: u64) -> Arc<Mutex<Vec<(Instant, u64)>>> {
             out.lock().expect("lock").push((Instant::now(), txs));
         }
     });
-    log
+    (log, task)
 }
 
 /// Many submitters, each sending one pre-signed transaction at a time (waiting until it is
@@ -356,7 +359,7 @@ fn record_blocks(c: Client, from: u64) -> Arc<Mutex<Vec<(Instant, u64)>>> {
 async fn saturate(c: &Consortium, txs: Arc<Vec<SignedTransaction>>, load: &Load) -> Throughput {
     let clients = c.clients(load.connections_per_node).await;
     let observer = connect(&c.members[0].endpoint).await;
-    let blocks = record_blocks(observer.clone(), height(&observer).await + 1);
+    let (blocks, recorder) = record_blocks(observer.clone(), height(&observer).await + 1);
     let next = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -423,6 +426,7 @@ async fn saturate(c: &Consortium, txs: Arc<Vec<SignedTransaction>>, load: &Load)
     }
     let exhausted = next.load(Ordering::Relaxed) >= txs.len();
     stop.store(true, Ordering::Relaxed);
+    recorder.abort();
     let log = blocks.lock().expect("lock").clone();
     let mut windows = Vec::new();
     for w in bounds.windows(2) {
@@ -570,7 +574,7 @@ async fn bench_throughput_and_latency(quick: bool, custodian: &PartyKeys) {
         window: Duration::from_secs(if quick { 4 } else { 8 }),
         windows: 3,
     };
-    let pool = if quick { 40_000 } else { 100_000 };
+    let pool = if quick { 80_000 } else { 160_000 };
     let t = Instant::now();
     let txs = Arc::new(registrations(pool));
     println!(
@@ -736,23 +740,23 @@ async fn bench_sync_and_light_client(quick: bool, custodian: &PartyKeys) {
     for i in 0..3 {
         c.start(i).await;
     }
-    let clients = c.clients(1).await;
+    let observer = connect(&c.members[0].endpoint).await;
     // The three carry on from the chain's tip before validator 3 comes.
     wait_height(
-        &clients[0],
+        &observer,
         blocks + 1,
         Duration::from_secs(60),
         Duration::from_millis(20),
     )
     .await;
-    let tip = height(&clients[0]).await;
+    let tip = height(&observer).await;
     let t = Instant::now();
     c.start(3).await;
     let joiner = connect(&c.members[3].endpoint).await;
     let limit = Duration::from_secs(if quick { 90 } else { 300 });
     let (reached, t_caught) = wait_height(&joiner, tip, limit, Duration::from_millis(10)).await;
     let catch_up = (t_caught - t).as_secs_f64();
-    let others = height(&clients[0]).await;
+    let others = height(&observer).await;
     // Once validator 3 is at the live tip, the live rate of all four.
     let (live_from, _) = wait_height(
         &joiner,
@@ -762,9 +766,9 @@ async fn bench_sync_and_light_client(quick: bool, custodian: &PartyKeys) {
     )
     .await;
     let window = Duration::from_secs(if quick { 10 } else { 20 });
-    let (h0, t0) = (height(&clients[0]).await, Instant::now());
+    let (h0, t0) = (height(&observer).await, Instant::now());
     tokio::time::sleep(window).await;
-    let (h1, t1) = (height(&clients[0]).await, Instant::now());
+    let (h1, t1) = (height(&observer).await, Instant::now());
     let live = (h1 - h0) as f64 / (t1 - t0).as_secs_f64();
     println!(
         "  baseline live cluster, 4 validators  {live:>8.1} blocks/s  ({} empty blocks in {:.1} s: {blocks} blocks would take {:.0} s)",
@@ -797,9 +801,9 @@ async fn bench_sync_and_light_client(quick: bool, custodian: &PartyKeys) {
     println!();
 
     // The light client over the whole chain: the certified blocks and those Malachite added.
-    let tip = height(&clients[0]).await;
+    let tip = height(&observer).await;
     let t = Instant::now();
-    let headers = fetch_headers(&clients[0], tip).await;
+    let headers = fetch_headers(&observer, tip).await;
     let fetched = t.elapsed().as_secs_f64();
     c.stop_all().await;
     let trusted = custos_client::verify::genesis_validators(&c.genesis).expect("trusted set");

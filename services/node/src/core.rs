@@ -223,10 +223,12 @@ impl LedgerCore {
         &self.genesis
     }
 
-    /// The validator set.
+    /// The validator set that signs the next block (pending governance changes due then
+    /// applied).
     pub fn validators(&self) -> ValidatorSet {
-        let height = self.lock().tip.as_ref().map_or(0, |t| t.height);
-        self.validators_at(height + 1)
+        let inner = self.lock();
+        let height = inner.tip.as_ref().map_or(0, |t| t.height);
+        to_set(&inner.machine.next_validators(Height(height)))
     }
 
     /// The validator set that signs `height` (the genesis set, then as governance changed it).
