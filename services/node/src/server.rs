@@ -134,6 +134,7 @@ pub async fn start_wrapped(
         core: core.clone(),
         mempool,
         forwarder: crate::forward::Forwarder::new(&config.peers)?,
+        shutdown: shutdown_rx.clone(),
     };
     let limit = config.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -156,7 +157,8 @@ pub async fn start_wrapped(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Without TCP_NODELAY, responses over a few hundred bytes wait on delayed ACKs (~40 ms each).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop = shutdown_rx;
     let router = tonic::transport::Server::builder()
         .add_service(health_service)

@@ -318,6 +318,7 @@ impl LedgerService for LedgerRpc {
         let from = request.into_inner().from_height.max(1);
         let ctx = self.ctx.clone();
         let mut events = ctx.core.subscribe();
+        let mut shutdown = ctx.shutdown.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             let mut next = from;
@@ -330,10 +331,14 @@ impl LedgerService for LedgerRpc {
                     }
                     next += 1;
                 }
-                // Lagging behind the broadcast is fine: the loop re-reads from the store.
-                match events.recv().await {
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                // Lagging behind the broadcast is fine: the loop re-reads from the store. The
+                // stream ends with the node, so that stopping it does not wait on subscribers.
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }
         });

@@ -31,6 +31,8 @@ pub struct NodeContext {
     pub mempool: Arc<Mempool>,
     /// Where admitted transactions are forwarded.
     pub forwarder: crate::forward::Forwarder,
+    /// Turns true when the node stops; long-lived streams end then.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A refused wire field: INVALID_ARGUMENT, or UNAUTHENTICATED for signatures and keys that
