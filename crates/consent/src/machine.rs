@@ -153,23 +153,48 @@ impl StateMachine {
     /// Starts a block: validator changes due at its height take effect. Every block, empty or
     /// not, begins with this call.
     pub fn begin_block(&mut self, ctx: BlockContext) {
-        let due: Vec<(StateKey, Option<(u64, String)>)> = self
-            .kv
-            .iter()
-            .filter_map(|(k, v)| match (k, v) {
-                (StateKey::ValidatorChange(h, _), StateValue::ValidatorChange(c))
-                    if *h <= ctx.height =>
-                {
-                    Some((k.clone(), c.clone()))
-                }
-                _ => None,
-            })
-            .collect();
+        let due = self.changes_due(ctx.height);
         if due.is_empty() {
             return;
         }
+        for (key, _) in &due {
+            self.kv.delete(key);
+        }
+        // A consortium never loses its last validator; such a change is ignored.
+        if let Some(set) = self.with_changes(&due) {
+            self.kv
+                .put(StateKey::Validators, StateValue::Validators(set.clone()));
+            self.kv.put(
+                StateKey::ValidatorSetAt(ctx.height),
+                StateValue::Validators(set),
+            );
+        }
+    }
+
+    /// The pending validator changes due at or before `height`, in (height, key) order. Reads
+    /// only the change keys, not the whole state: this runs for every block.
+    fn changes_due(&self, height: Height) -> Vec<(StateKey, Option<(u64, String)>)> {
+        self.kv
+            .range_from(StateKey::Validators)
+            .skip_while(|(k, _)| matches!(k, StateKey::Validators))
+            .map_while(|(k, v)| match (k, v) {
+                (StateKey::ValidatorChange(h, _), StateValue::ValidatorChange(c)) => {
+                    Some((k, h, c))
+                }
+                _ => None,
+            })
+            .filter(|(_, h, _)| **h <= height)
+            .map(|(k, _, c)| (k.clone(), c.clone()))
+            .collect()
+    }
+
+    /// The current set with `changes` applied, sorted; `None` if it would be empty.
+    fn with_changes(
+        &self,
+        changes: &[(StateKey, Option<(u64, String)>)],
+    ) -> Option<Vec<ValidatorEntry>> {
         let mut set = self.validators();
-        for (key, change) in &due {
+        for (key, change) in changes {
             let StateKey::ValidatorChange(_, validator) = key else {
                 continue;
             };
@@ -181,18 +206,9 @@ impl StateMachine {
                     address: address.clone(),
                 });
             }
-            self.kv.delete(key);
         }
-        // A consortium never loses its last validator; such a change is ignored.
-        if !set.is_empty() {
-            set.sort_by_key(|v| v.key);
-            self.kv
-                .put(StateKey::Validators, StateValue::Validators(set.clone()));
-            self.kv.put(
-                StateKey::ValidatorSetAt(ctx.height),
-                StateValue::Validators(set),
-            );
-        }
+        set.sort_by_key(|v| v.key);
+        (!set.is_empty()).then_some(set)
     }
 
     /// The current validator set (after the last begun block's changes).
@@ -221,29 +237,11 @@ impl StateMachine {
     /// The validator set that will sign the block after `height`: the current set with the
     /// changes due at `height + 1` applied.
     pub fn next_validators(&self, height: Height) -> Vec<ValidatorEntry> {
-        let mut set = self.validators();
-        let next = Height(height.0 + 1);
-        let mut changed = false;
-        for (k, v) in self.kv.iter() {
-            if let (StateKey::ValidatorChange(h, key), StateValue::ValidatorChange(c)) = (k, v)
-                && *h <= next
-            {
-                changed = true;
-                set.retain(|e| e.key != *key);
-                if let Some((power, address)) = c {
-                    set.push(ValidatorEntry {
-                        key: *key,
-                        power: *power,
-                        address: address.clone(),
-                    });
-                }
-            }
-        }
-        if !changed || set.is_empty() {
+        let due = self.changes_due(Height(height.0 + 1));
+        if due.is_empty() {
             return self.validators();
         }
-        set.sort_by_key(|v| v.key);
-        set
+        self.with_changes(&due).unwrap_or_else(|| self.validators())
     }
 
     /// A circuit's registered verifying key hash.

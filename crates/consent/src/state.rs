@@ -248,6 +248,11 @@ impl Kv {
         self.map.range(from..=to)
     }
 
+    /// Iterates the items from `from` on, in key order.
+    pub fn range_from(&self, from: StateKey) -> impl Iterator<Item = (&StateKey, &StateValue)> {
+        self.map.range(from..)
+    }
+
     /// Iterates every item in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&StateKey, &StateValue)> {
         self.map.iter()
