@@ -1,0 +1,1 @@
+//! Aggregate queries over encrypted cohorts with tfhe-rs.
