@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use custos_crypto::Hash;
 use custos_types::tx::{
     ConfirmRelease, EraseRecord, Governance, RegisterDelegate, RegisterParty, RegisterRecord,
-    RequestAccess,
+    ReportRefusal, RequestAccess,
 };
 use custos_types::{
     ChainId, Consent, ConsentId, Decision, DecisionReason, EntryKind, FieldError, Genesis, Height,
@@ -392,6 +392,7 @@ impl StateMachine {
             TxKind::RequestAccess(r) => self.plan_request(tx, r, ctx, &mut plan)?,
             TxKind::ConfirmRelease(c) => self.plan_confirm(author, c, &mut plan)?,
             TxKind::EraseRecord(e) => self.plan_erase(author, e, ctx, &mut plan)?,
+            TxKind::ReportRefusal(r) => self.plan_refusal(tx, r, ctx, &mut plan)?,
             TxKind::Governance(g) => self.plan_governance(tx, g, ctx, &mut plan)?,
         }
         Ok(plan)
@@ -699,6 +700,8 @@ impl StateMachine {
             StateValue::Request(RequestState {
                 requester,
                 record_id: r.record_id,
+                purpose: r.purpose,
+                mode: r.mode,
                 granted: decision.granted(),
                 decided: ctx.height,
                 released: None,
@@ -812,6 +815,63 @@ impl StateMachine {
         next.released = Some(c.release_digest);
         plan.writes
             .push((StateKey::Request(c.request_id), StateValue::Request(next)));
+        Ok(())
+    }
+
+    /// A vault's refusal becomes a denied decision of its own (a fresh request id derived from
+    /// the report), carrying the original request's record, patient, purpose and mode from the
+    /// ledger's state, so that the access log shows it like any other denial.
+    fn plan_refusal(
+        &self,
+        tx: &SignedTransaction,
+        r: &ReportRefusal,
+        ctx: BlockContext,
+        plan: &mut Plan,
+    ) -> Result<(), TxError> {
+        if !r.reason.is_vault_refusal() {
+            return Err(TxError::Invalid {
+                field: "report_refusal.reason",
+                reason: format!("expected a vault reason, got {}", r.reason),
+            });
+        }
+        let request = self
+            .request(&r.request_id)
+            .ok_or(TxError::UnknownRequest(r.request_id))?;
+        let record = self
+            .record(&request.record_id)
+            .ok_or(TxError::UnknownRecord(request.record_id))?;
+        if record.custodian != tx.author() {
+            return Err(TxError::NotAuthorized(
+                "only the record's custodian reports its vault's refusals".into(),
+            ));
+        }
+        let request_id = RequestId(tx.id().0);
+        let decision = Decision {
+            request_id,
+            requester: r.requester,
+            record_id: request.record_id,
+            patient: Some(record.owner),
+            purpose: request.purpose,
+            mode: request.mode,
+            reason: r.reason,
+            consent_id: None,
+            break_glass: false,
+            height: ctx.height,
+            time: ctx.time,
+        };
+        plan.writes.push((
+            StateKey::Request(request_id),
+            StateValue::Request(RequestState {
+                requester: r.requester,
+                record_id: request.record_id,
+                purpose: request.purpose,
+                mode: request.mode,
+                granted: false,
+                decided: ctx.height,
+                released: None,
+            }),
+        ));
+        plan.decision = Some(decision);
         Ok(())
     }
 

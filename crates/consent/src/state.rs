@@ -7,7 +7,8 @@ use custos_crypto::{Hash, sha256_parts};
 use custos_ledger::merkle;
 use custos_types::model::Organisation;
 use custos_types::{
-    Category, Consent, ConsentId, Height, Parameters, PartyId, RecordId, RequestId, Role, Timestamp,
+    AccessMode, Category, Consent, ConsentId, Height, Parameters, PartyId, Purpose, RecordId,
+    RequestId, Role, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,10 @@ pub struct RequestState {
     pub requester: PartyId,
     /// Which record.
     pub record_id: RecordId,
+    /// Why it was asked.
+    pub purpose: Purpose,
+    /// How.
+    pub mode: AccessMode,
     /// Whether it was granted.
     pub granted: bool,
     /// When it was decided.

@@ -42,6 +42,14 @@ pub enum DecisionReason {
     BreakGlassDisabled,
     /// Denied: break-glass purpose without a justification.
     JustificationRequired,
+    /// Denied by the custodian's vault: the fetch was signed by someone other than the requester.
+    VaultNotRequester,
+    /// Denied by the custodian's vault: the decision's certificate or proof did not verify.
+    VaultUnverified,
+    /// Denied by the custodian's vault: no finalized decision when the fetch came.
+    VaultNotFinalized,
+    /// Denied by the custodian's vault for another reason (mode, age, recipient key, owner).
+    VaultRefused,
 }
 
 impl DecisionReason {
@@ -50,6 +58,18 @@ impl DecisionReason {
         matches!(
             self,
             DecisionReason::Consent | DecisionReason::Owner | DecisionReason::BreakGlass
+        )
+    }
+
+    /// Whether a custodian's vault decided this (through a reported refusal), not the consent
+    /// rules.
+    pub fn is_vault_refusal(self) -> bool {
+        matches!(
+            self,
+            DecisionReason::VaultNotRequester
+                | DecisionReason::VaultUnverified
+                | DecisionReason::VaultNotFinalized
+                | DecisionReason::VaultRefused
         )
     }
 
@@ -70,6 +90,10 @@ impl DecisionReason {
             DecisionReason::NotAuthorized => "not_authorized",
             DecisionReason::BreakGlassDisabled => "break_glass_disabled",
             DecisionReason::JustificationRequired => "justification_required",
+            DecisionReason::VaultNotRequester => "vault_not_requester",
+            DecisionReason::VaultUnverified => "vault_unverified",
+            DecisionReason::VaultNotFinalized => "vault_not_finalized",
+            DecisionReason::VaultRefused => "vault_refused",
         }
     }
 
@@ -91,6 +115,10 @@ impl DecisionReason {
             DecisionReason::NotAuthorized => W::NotAuthorized,
             DecisionReason::BreakGlassDisabled => W::BreakGlassDisabled,
             DecisionReason::JustificationRequired => W::JustificationRequired,
+            DecisionReason::VaultNotRequester => W::VaultNotRequester,
+            DecisionReason::VaultUnverified => W::VaultUnverified,
+            DecisionReason::VaultNotFinalized => W::VaultNotFinalized,
+            DecisionReason::VaultRefused => W::VaultRefused,
         }) as i32
     }
 
@@ -115,6 +143,10 @@ impl DecisionReason {
             W::NotAuthorized => DecisionReason::NotAuthorized,
             W::BreakGlassDisabled => DecisionReason::BreakGlassDisabled,
             W::JustificationRequired => DecisionReason::JustificationRequired,
+            W::VaultNotRequester => DecisionReason::VaultNotRequester,
+            W::VaultUnverified => DecisionReason::VaultUnverified,
+            W::VaultNotFinalized => DecisionReason::VaultNotFinalized,
+            W::VaultRefused => DecisionReason::VaultRefused,
         })
     }
 }

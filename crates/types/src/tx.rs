@@ -13,6 +13,7 @@ use custos_proto::ledger::v1 as pb;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use crate::decision::DecisionReason;
 use crate::error::{FieldError, Within, required};
 use crate::ids::{
     Category, ChainId, ConsentId, Height, Nonce, PartyId, RecordId, RequestId, Timestamp, TxId,
@@ -89,6 +90,19 @@ pub struct ConfirmRelease {
     pub release_digest: Hash,
 }
 
+/// Records a release the custodian's vault refused on its own checks.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ReportRefusal {
+    /// The request the refused fetch named.
+    pub request_id: RequestId,
+    /// Who signed the refused fetch.
+    pub requester: PartyId,
+    /// Why; one of the vault reasons ([`DecisionReason::is_vault_refusal`]).
+    pub reason: DecisionReason,
+    /// SHA-256 of the refused signed fetch.
+    pub evidence_digest: Hash,
+}
+
 /// Erases a record.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct EraseRecord {
@@ -161,6 +175,8 @@ pub enum TxKind {
     EraseRecord(EraseRecord),
     /// Changes the consortium.
     Governance(Governance),
+    /// Records a refusal by a custodian's vault.
+    ReportRefusal(ReportRefusal),
 }
 
 impl TxKind {
@@ -176,6 +192,7 @@ impl TxKind {
             TxKind::ConfirmRelease(_) => "confirm_release",
             TxKind::EraseRecord(_) => "erase_record",
             TxKind::Governance(_) => "governance",
+            TxKind::ReportRefusal(_) => "report_refusal",
         }
     }
 }
@@ -290,6 +307,22 @@ impl TryFrom<pb::TransactionBody> for TransactionBody {
                     .within("erase_record")?,
                 legal_grounds: e.legal_grounds,
             }),
+            Kind::ReportRefusal(r) => (|| {
+                let reason = DecisionReason::from_wire(r.reason, "reason")?;
+                if !reason.is_vault_refusal() {
+                    return Err(FieldError::new(
+                        "reason",
+                        format!("expected a vault reason (vault_*), got {reason}"),
+                    ));
+                }
+                Ok(TxKind::ReportRefusal(ReportRefusal {
+                    request_id: RequestId::from_field(&r.request_id, "request_id")?,
+                    requester: PartyId::from_field(&r.requester, "requester")?,
+                    reason,
+                    evidence_digest: digest(&r.evidence_digest, "evidence_digest")?,
+                }))
+            })()
+            .within("report_refusal")?,
             Kind::Governance(g) => {
                 let action = required(g.action, "action").within("governance")?;
                 TxKind::Governance(governance_from_wire(action).within("governance")?)
@@ -445,6 +478,12 @@ impl From<&TransactionBody> for pb::TransactionBody {
                 legal_grounds: e.legal_grounds,
             }),
             TxKind::Governance(g) => Kind::Governance(governance_to_wire(g)),
+            TxKind::ReportRefusal(r) => Kind::ReportRefusal(access_pb::ReportRefusal {
+                request_id: r.request_id.to_vec(),
+                requester: r.requester.to_vec(),
+                reason: r.reason.to_wire(),
+                evidence_digest: r.evidence_digest.0.to_vec(),
+            }),
         };
         pb::TransactionBody {
             version: ENCODING_VERSION,

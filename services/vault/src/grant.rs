@@ -113,6 +113,26 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// The reason the ledger records for this refusal, or `None` where the ledger already holds
+    /// the outcome (its own denial, a refused confirmation) or the record is not this vault's.
+    pub fn ledger_reason(&self) -> Option<DecisionReason> {
+        match self {
+            Denial::NotFinalized(_) => Some(DecisionReason::VaultNotFinalized),
+            Denial::Unverified { .. } | Denial::WrongEntry(_) => {
+                Some(DecisionReason::VaultUnverified)
+            }
+            Denial::NotRequester { .. } => Some(DecisionReason::VaultNotRequester),
+            Denial::WrongMode { .. }
+            | Denial::NotOwner { .. }
+            | Denial::Stale { .. }
+            | Denial::OwnerMismatch(_)
+            | Denial::RecipientKey { .. } => Some(DecisionReason::VaultRefused),
+            Denial::NotGranted { .. } | Denial::UnknownRecord(_) | Denial::NotConfirmed { .. } => {
+                None
+            }
+        }
+    }
+
     /// The stable code: `not_finalized`, `unverified`, `no_consent`, `revoked`, …
     pub fn code(&self) -> &'static str {
         match self {

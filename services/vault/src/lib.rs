@@ -12,6 +12,7 @@
 //!   typed client (the CLI's `custos vault` commands use it).
 
 pub mod client;
+pub mod follow;
 pub mod gateway;
 pub mod grant;
 mod keyring;

@@ -9,12 +9,12 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use custos_crypto::{Hash, PartyKeys};
+use custos_crypto::{Hash, PartyKeys, sha256};
 use custos_ledger::ValidatorSet;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_proto::vault::v1 as pb;
 use custos_proto::vault::v1::vault_service_server::VaultService;
-use custos_types::tx::{ConfirmRelease, RegisterRecord};
+use custos_types::tx::{ConfirmRelease, RegisterRecord, ReportRefusal};
 use custos_types::{
     FieldError, Genesis, Height, PartyId, RecordId, RequestId, Role, SignedRead, SignedTransaction,
     Timestamp, TxId, TxKind,
@@ -22,6 +22,7 @@ use custos_types::{
 use custos_vault::{
     EncryptionKey, NewRecord, Registration, ReleaseHeader, Vault, VaultError, VaultStore,
 };
+use prost::Message;
 use rand_core::{OsRng, RngCore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -249,6 +250,56 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             .map_err(|e| field_status(e, "put"))
     }
 
+    /// Refuses a release and, where the ledger knows the request and the signer is a registered
+    /// party, records the refusal on the ledger (a `ReportRefusal`, finalized before the answer)
+    /// so that the access log holds every denial, the vault's own included. A signer the ledger
+    /// does not know is refused without a report, so strangers cannot make the vault write.
+    async fn refuse(
+        &self,
+        request: RequestId,
+        requester: PartyId,
+        evidence: Hash,
+        denial: Denial,
+    ) -> Status {
+        let Some(reason) = denial.ledger_reason() else {
+            return deny(denial);
+        };
+        let inner = &self.inner;
+        match inner.gateway.party(requester).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                warn!(target: "custos::rejected", requester = %requester.short(), "refusal not reported: the signer is not a registered party");
+                return deny(denial);
+            }
+            Err(e) => {
+                warn!(target: "custos::rejected", error = %e, "refusal not reported: the ledger is unavailable");
+                return deny(denial);
+            }
+        }
+        let report = TxKind::ReportRefusal(ReportRefusal {
+            request_id: request,
+            requester,
+            reason,
+            evidence_digest: evidence,
+        });
+        match inner.gateway.submit(&inner.keys, report).await {
+            Ok(logged) => {
+                let tx = hex::encode(&logged.tx_id);
+                warn!(target: "custos::rejected", code = denial.code(), reason = %denial, report = %tx, height = logged.height, "vault release refused and reported on the ledger");
+                Status::permission_denied(format!(
+                    "{denial} (refusal logged on the ledger: tx {tx} at height {})",
+                    logged.height
+                ))
+            }
+            Err(e) => {
+                // The request is unknown to the ledger (nothing to attach the denial to) or the
+                // node failed: the refusal stands, logged here only.
+                warn!(target: "custos::rejected", error = %e, "refusal not reported");
+                deny(denial)
+            }
+        }
+    }
+
     async fn release(
         &self,
         wire: ledger_pb::SignedRead,
@@ -274,9 +325,12 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             now: Timestamp::now(),
             max_age_ms: inner.limits.max_decision_age_ms,
         };
-        let decision = check
-            .verify(request, requester, kind, answer.as_ref())
-            .map_err(deny)?;
+        let evidence = sha256(&wire.encode_to_vec());
+        let refuse = |denial: Denial| self.refuse(request, requester, evidence, denial);
+        let decision = match check.verify(request, requester, kind, answer.as_ref()) {
+            Ok(decision) => decision,
+            Err(denial) => return Err(refuse(denial).await),
+        };
         let record = decision.record_id;
         let meta = match inner.vault.meta(&record) {
             Ok(meta) => meta,
@@ -284,7 +338,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             Err(e) => return Err(internal(e)),
         };
         if decision.patient != Some(meta.owner) {
-            return Err(deny(Denial::OwnerMismatch(record)));
+            return Err(refuse(Denial::OwnerMismatch(record)).await);
         }
         // The key the requester signed for must be the one it registered: a node that lies
         // about the registration can then only cause a refusal, never a wrap to its own key.
@@ -296,11 +350,12 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             .map(|p| p.encryption_key)
             .unwrap_or_default();
         if registered != named.0 {
-            return Err(deny(Denial::RecipientKey {
+            return Err(refuse(Denial::RecipientKey {
                 party: requester,
                 named: named.to_hex(),
                 registered: hex::encode(&registered),
-            }));
+            })
+            .await);
         }
         let wrapped = match kind {
             ReleaseKind::Owner => {

@@ -89,6 +89,7 @@ pub struct RunningVault<S: VaultStore, G: LedgerGateway> {
     rpc: VaultRpc<S, G>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    follower: Option<JoinHandle<()>>,
 }
 
 impl<S: VaultStore, G: LedgerGateway> RunningVault<S, G> {
@@ -102,10 +103,36 @@ impl<S: VaultStore, G: LedgerGateway> RunningVault<S, G> {
         self.rpc.vault()
     }
 
+    /// Follows the chain of the node at `config.node` and erases here every record of this vault
+    /// that a finalized `EraseRecord` erased, however it reached the ledger
+    /// ([`crate::follow`]). [`start`] does this; [`start_with`] leaves it to the caller.
+    pub fn follow_erasures(
+        &mut self,
+        config: &VaultConfig,
+        genesis: Genesis,
+    ) -> Result<(), ServiceError> {
+        let trusted = custos_client::verify::genesis_validators(&genesis)
+            .map_err(|e| ServiceError::Config(format!("genesis: {e}")))?;
+        self.follower = Some(tokio::spawn(crate::follow::follow_erasures(
+            config.node.clone(),
+            self.vault().clone(),
+            genesis,
+            trusted,
+            config.data_dir.clone(),
+            self.shutdown.subscribe(),
+        )));
+        Ok(())
+    }
+
     /// Stops serving and waits until the server (and with it the store) is released.
     pub async fn stop(self) -> Result<(), ServiceError> {
         let _ = self.shutdown.send(true);
         drop(self.rpc);
+        if let Some(follower) = self.follower {
+            follower
+                .await
+                .map_err(|e| ServiceError::Server(e.to_string()))?;
+        }
         self.server
             .await
             .map_err(|e| ServiceError::Server(e.to_string()))?
@@ -122,7 +149,9 @@ pub async fn start(
 ) -> Result<RunningVault<SledVaultStore, NodeGateway>, ServiceError> {
     let genesis = load_genesis(&config.genesis)?;
     let gateway = NodeGateway::connect(&config.node).await?;
-    start_with(config, keys, passphrase, genesis, gateway).await
+    let mut running = start_with(config, keys, passphrase, genesis.clone(), gateway).await?;
+    running.follow_erasures(config, genesis)?;
+    Ok(running)
 }
 
 /// [`start`] with a given genesis and ledger gateway.
@@ -203,5 +232,6 @@ pub async fn serve<S: VaultStore, G: LedgerGateway>(
         rpc,
         shutdown,
         server,
+        follower: None,
     })
 }

@@ -9,8 +9,9 @@ use custos_types::{AccessMode, DecisionReason, Timestamp};
 
 use crate::fixture::*;
 
-// Changed on purpose when the validator set and its history entered the state (governance).
-const PINNED_ROOT: &str = "77c60cdc958b3633e79141ac405ca69c73bfb043fa3a9a41e5e28d884576c264";
+// Changed on purpose when the validator set and its history entered the state (governance), and
+// again when a request's state came to record its purpose and mode (vault refusal reports).
+const PINNED_ROOT: &str = "d1730e7acce0d371bbb24269bd5523103901e1e1186dcef8d1be6d1e98a222cf";
 
 #[test]
 fn the_state_root_after_a_fixed_scenario_is_pinned() {

@@ -1,8 +1,8 @@
 //! Confirming a release: by the record's custodian, for a granted request, once.
 
 use custos_consent::TxError;
-use custos_types::tx::ConfirmRelease;
-use custos_types::{AccessMode, Decision, RequestId, TxKind};
+use custos_types::tx::{ConfirmRelease, ReportRefusal};
+use custos_types::{AccessMode, Decision, DecisionReason, EntryKind, RequestId, TxKind};
 
 use crate::fixture::*;
 
@@ -103,4 +103,67 @@ fn the_owners_own_request_is_released_by_the_custodian() {
         l.sm.request(&d.request_id).expect("stored").released,
         Some(digest("copy for alice"))
     );
+}
+
+fn refusal(request_id: RequestId, requester: &custos_crypto::SigningKeyPair) -> TxKind {
+    TxKind::ReportRefusal(ReportRefusal {
+        request_id,
+        requester: party(requester),
+        reason: DecisionReason::VaultNotRequester,
+        evidence_digest: digest("the refused fetch"),
+    })
+}
+
+#[test]
+fn a_vault_refusal_reported_by_the_custodian_becomes_a_denied_decision_of_the_original_request() {
+    let (mut l, c, d) = granted();
+    let tx = l.tx(&c.hospital, refusal(d.request_id, &c.advertiser));
+    let entries = l.apply_signed(&tx);
+    let denial = entries
+        .iter()
+        .find_map(|e| match e {
+            EntryKind::Decision(decision) => Some(decision.clone()),
+            _ => None,
+        })
+        .expect("the report yields a decision entry");
+    assert!(!denial.granted());
+    assert_eq!(denial.reason, DecisionReason::VaultNotRequester);
+    assert_eq!(denial.requester, party(&c.advertiser));
+    assert_eq!(denial.record_id, d.record_id);
+    assert_eq!(denial.patient, d.patient);
+    assert_eq!(denial.purpose, d.purpose);
+    assert_eq!(denial.mode, d.mode);
+    assert_ne!(denial.request_id, d.request_id);
+    // The original grant is untouched and can still be released.
+    assert!(l.sm.request(&d.request_id).expect("stored").granted);
+    l.apply(&c.hospital, confirm(d.request_id, "release"));
+}
+
+#[test]
+fn a_vault_refusal_reported_by_anyone_but_the_records_custodian_is_refused() {
+    let (mut l, c, d) = granted();
+    for who in [&c.clinic, &c.insurer, &c.alice, &c.auditor] {
+        assert!(matches!(
+            l.refuse(who, refusal(d.request_id, &c.advertiser)),
+            TxError::NotAuthorized(_)
+        ));
+    }
+    let unknown = RequestId(digest("no such request"));
+    assert_eq!(
+        l.refuse(&c.hospital, refusal(unknown, &c.advertiser)),
+        TxError::UnknownRequest(unknown)
+    );
+}
+
+#[test]
+fn a_refusal_report_with_a_consent_reason_is_refused() {
+    let (mut l, c, d) = granted();
+    let TxKind::ReportRefusal(mut report) = refusal(d.request_id, &c.advertiser) else {
+        unreachable!()
+    };
+    report.reason = DecisionReason::NoConsent;
+    assert!(matches!(
+        l.refuse(&c.hospital, TxKind::ReportRefusal(report)),
+        TxError::Invalid { .. }
+    ));
 }

@@ -112,6 +112,15 @@ async fn a_read_signed_by_another_party_than_the_requester_is_refused() {
     // A grantee's grant does not pass for the owner's either.
     let (_, fetched) = vn.fetch(&vn.net.insurer, request, true).await;
     assert_denied(&fetched, "not_owner");
+    // Both refusals are on the ledger, as denials in the access log.
+    assert_eq!(
+        vn.vault_refusals(&vn.net.advertiser, record).await.unwrap(),
+        ["vault_not_requester"]
+    );
+    assert_eq!(
+        vn.vault_refusals(&vn.net.insurer, record).await.unwrap(),
+        ["vault_refused"]
+    );
     // Nothing was released or confirmed: the insurer's own fetch still goes through.
     assert!(vn.audit_entry(request).await.unwrap().releases.is_empty());
     let (out, fetched) = vn.fetch(&vn.net.insurer, request, false).await;
@@ -132,6 +141,14 @@ async fn a_request_without_a_finalized_decision_is_refused() {
         .await;
     assert_denied(&fetched, "not_finalized");
     assert!(!out.exists());
+    // The ledger knows no such request, so there is no record or patient to log a denial
+    // against: the refusal stays in the vault's log (a decision the node withholds or presents
+    // without a quorum is reported: see the forged-certificate test).
+    let message = match &fetched {
+        Err(custos_vault_service::VaultClientError::Status(s)) => s.message().to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert!(!message.contains("refusal logged"), "{message}");
     vn.net.stop().await.unwrap();
 }
 
@@ -173,6 +190,15 @@ async fn forged_certificates_and_inclusion_proofs_are_refused() {
     vn.set_tamper(Tamper::GrantDeniedDecision);
     let (_, fetched) = vn.fetch(&vn.net.advertiser, denied, false).await;
     assert_denied(&fetched, "unverified");
+    // Every refusal is on the ledger as a denial, the not-final one included.
+    assert_eq!(
+        vn.vault_refusals(&vn.net.insurer, record).await.unwrap(),
+        ["vault_unverified"; 3]
+    );
+    assert_eq!(
+        vn.vault_refusals(&vn.net.advertiser, record).await.unwrap(),
+        ["vault_unverified"]
+    );
     // Nothing was confirmed meanwhile: with an honest node the grant still releases, once.
     vn.set_tamper(Tamper::Honest);
     assert!(vn.audit_entry(granted).await.unwrap().releases.is_empty());
@@ -204,6 +230,10 @@ async fn a_node_lying_about_the_requesters_key_causes_a_refusal_not_a_misdirecte
     let (_, fetched) = vn.fetch(&vn.net.insurer, request, false).await;
     assert_denied(&fetched, "wrong_recipient_key");
     vn.set_tamper(Tamper::Honest);
+    assert_eq!(
+        vn.vault_refusals(&vn.net.insurer, record).await.unwrap(),
+        ["vault_refused"]
+    );
     assert!(vn.audit_entry(request).await.unwrap().releases.is_empty());
     vn.net.stop().await.unwrap();
 }

@@ -211,3 +211,41 @@ async fn only_the_owner_or_the_custodian_on_legal_grounds_erases() {
     assert!(refused.to_string().contains("record_id"), "{refused}");
     vn.net.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erasure_sent_straight_to_a_node_reaches_the_vault() {
+    let vn = VaultNet::start(1).await.unwrap();
+    let patient = vn.net.patients[0].clone();
+    let record = vn.put(&patient, random_bytes(5000)).await.unwrap();
+    let keep = vn.put(&patient, random_bytes(10)).await.unwrap();
+    // Not through the vault: the patient's erasure goes to the node only.
+    vn.net
+        .submit(
+            &patient,
+            TxKind::EraseRecord(EraseRecord {
+                record_id: record,
+                legal_grounds: false,
+            }),
+        )
+        .await
+        .unwrap();
+    let vault = vn.running().vault().clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while vault.meta(&record).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the vault did not follow the finalized erasure"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(vault.store().chunk(&record, 0).unwrap().is_none());
+    assert!(
+        vault
+            .store()
+            .wrapped_key(&record, &party(&patient))
+            .unwrap()
+            .is_none()
+    );
+    assert!(vault.meta(&keep).is_ok(), "only the erased record goes");
+    vn.net.stop().await.unwrap();
+}

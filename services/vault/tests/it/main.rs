@@ -215,7 +215,7 @@ impl VaultNet {
             tamper,
         };
         let passphrase = Passphrase::new(passphrase.to_string())?;
-        Ok(bounded(
+        let mut running = bounded(
             "starting the vault",
             start_with(
                 config,
@@ -225,7 +225,9 @@ impl VaultNet {
                 gateway,
             ),
         )
-        .await??)
+        .await??;
+        running.follow_erasures(config, net.genesis.clone())?;
+        Ok(running)
     }
 
     /// The running vault.
@@ -365,6 +367,34 @@ impl VaultNet {
                     .is_some_and(|d| d.request_id == request.to_vec())
             })
             .context("the request is not in the access log")
+    }
+
+    /// The reason codes of the vault refusals the access log holds for `requester`'s fetches,
+    /// in log order, each checked to name `record`.
+    pub async fn vault_refusals(
+        &self,
+        requester: &PartyKeys,
+        record: RecordId,
+    ) -> anyhow::Result<Vec<String>> {
+        let entries = bounded(
+            "reading the access log",
+            self.net
+                .client
+                .access_log_all(&self.net.auditor, &audit_pb::AccessLogQuery::default()),
+        )
+        .await??;
+        let mut codes = Vec::new();
+        for entry in entries {
+            let Some(wire) = entry.decision else { continue };
+            let decision = custos_types::Decision::try_from(wire)?;
+            if decision.reason.is_vault_refusal() && decision.requester == party(requester) {
+                anyhow::ensure!(!decision.granted(), "a refusal is a denial");
+                anyhow::ensure!(decision.record_id == record, "the refusal names the record");
+                anyhow::ensure!(entry.proven.is_some(), "the refusal is proven");
+                codes.push(decision.reason.code().to_string());
+            }
+        }
+        Ok(codes)
     }
 
     /// Files in the vault's folder, recursively.
