@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod flow;
 mod governance;
+mod vault;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,293 @@
+//! The vault through the `custos` binary alone: a node process and a vault process, the
+//! custodian's put / list / rotate-key / erase, the insurer's fetch of the one record it was
+//! granted (decrypted to a file) and its refusal for another, the patient's fetch of their own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+
+use crate::{custos, start_node};
+
+const PASSPHRASE: &str = "correct horse battery staple, twice over";
+
+fn run(args: &[&str], node: &str, vault: &str, key: &Path) -> Output {
+    custos()
+        .arg("--json")
+        .args(args)
+        .env("CUSTOS_NODE", node)
+        .env("CUSTOS_VAULT", vault)
+        .env("CUSTOS_KEY", key)
+        .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(out: Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn refused(out: Output) -> String {
+    assert!(!out.status.success(), "expected a refusal");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}.key"));
+    let out = custos()
+        .args(["--json", "keys", "generate", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let v = ok_json(out);
+    (path, v["public_key"].as_str().unwrap().to_string())
+}
+
+/// Starts `custos vault run` on a free loopback port; returns the child and its endpoint.
+fn start_vault(node: &str, genesis: &Path, sealed: &Path, data: &Path) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = custos()
+        .args(["vault", "run", "--listen", "127.0.0.1:0", "--node", node])
+        .arg("--genesis")
+        .arg(genesis)
+        .arg("--key")
+        .arg(sealed)
+        .arg("--data")
+        .arg(data)
+        .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn custos vault run");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let addr = line
+        .strip_prefix("vault listening on ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    (child, format!("http://{addr}"))
+}
+
+#[test]
+fn custodian_insurer_and_patient_use_the_vault_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (hospital, _) = keygen(d, "hospital");
+    let (insurer, insurer_pk) = keygen(d, "insurer");
+    let (auditor, _) = keygen(d, "auditor");
+    let (alice, alice_pk) = keygen(d, "alice");
+    let node_dir = d.join("node");
+    let parties = format!(
+        "custodian:st-mary:{}:member,partner:acme:{}:member,auditor:regulator:{}",
+        hospital.display(),
+        insurer.display(),
+        auditor.display()
+    );
+    let init = custos()
+        .args(["node", "init", "--dir"])
+        .arg(&node_dir)
+        .args(["--party", &parties])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let (mut node_child, node) = start_node(&node_dir.join("node.toml"));
+    let genesis = node_dir.join("genesis.json");
+    let mut registered = false;
+    for _ in 0..200 {
+        if run(&["patient", "register"], &node, "", &alice)
+            .status
+            .success()
+        {
+            registered = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(registered, "patient register never succeeded");
+
+    // The vault refuses a plain key file: private keys stay sealed at rest.
+    let plain = custos()
+        .args(["vault", "run", "--listen", "127.0.0.1:0", "--node", &node])
+        .arg("--genesis")
+        .arg(&genesis)
+        .arg("--key")
+        .arg(&hospital)
+        .arg("--data")
+        .arg(d.join("vault"))
+        .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("is not sealed"));
+    let sealed = d.join("hospital.sealed");
+    ok_json(
+        custos()
+            .args(["--json", "vault", "seal-key", "--key"])
+            .arg(&hospital)
+            .arg("--out")
+            .arg(&sealed)
+            .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE)
+            .output()
+            .unwrap(),
+    );
+    let (mut vault_child, vault) = start_vault(&node, &genesis, &sealed, &d.join("vault"));
+
+    // The custodian puts two of alice's records (a FHIR resource and a multi-chunk file).
+    let lab = d.join("lab.json");
+    std::fs::write(
+        &lab,
+        br#"{"resourceType":"Observation","status":"final","code":{"text":"HbA1c"},"valueQuantity":{"value":6.9,"unit":"%"}}"#,
+    )
+    .unwrap();
+    let imaging = d.join("imaging.bin");
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + 3) as u8).collect();
+    std::fs::write(&imaging, &big).unwrap();
+    let put = |file: &Path, category: &str| -> String {
+        let v = ok_json(run(
+            &[
+                "vault",
+                "put",
+                "--owner",
+                &alice_pk,
+                "--category",
+                category,
+                "--file",
+                file.to_str().unwrap(),
+                "--attr",
+                "age=42",
+                "--attr",
+                "smoker=no",
+            ],
+            &node,
+            &vault,
+            &sealed,
+        ));
+        v["record_id"].as_str().unwrap().to_string()
+    };
+    let lab_id = put(&lab, "lab");
+    let imaging_id = put(&imaging, "imaging");
+    let listed = ok_json(run(&["vault", "list"], &node, &vault, &sealed));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // Alice consents to the insurer's payment purpose for her lab records only.
+    ok_json(run(
+        &[
+            "patient",
+            "grant",
+            "--grantee",
+            &insurer_pk,
+            "--purpose",
+            "HPAYMT",
+            "--category",
+            "lab",
+        ],
+        &node,
+        &vault,
+        &alice,
+    ));
+    let request = |record: &str| -> serde_json::Value {
+        ok_json(run(
+            &[
+                "partner",
+                "request",
+                "--record",
+                record,
+                "--purpose",
+                "HPAYMT",
+            ],
+            &node,
+            &vault,
+            &insurer,
+        ))
+    };
+    let fetch = |request_id: &str, out: &Path| -> Output {
+        run(
+            &[
+                "vault",
+                "fetch",
+                "--request",
+                request_id,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &node,
+            &vault,
+            &insurer,
+        )
+    };
+
+    // The granted record decrypts to the original bytes.
+    let granted = request(&lab_id);
+    assert_eq!(granted["granted"], true);
+    let got = d.join("got-lab.json");
+    ok_json(fetch(granted["request_id"].as_str().unwrap(), &got));
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&lab).unwrap());
+
+    // The other record: the ledger denies the request and the vault refuses the fetch.
+    let denied = request(&imaging_id);
+    assert_eq!(denied["granted"], false);
+    let nothing = d.join("got-imaging.bin");
+    let why = refused(fetch(denied["request_id"].as_str().unwrap(), &nothing));
+    assert!(why.contains("no_consent"), "{why}");
+    assert!(!nothing.exists(), "no partial plaintext is written");
+
+    // Bad input: a clear message naming the flag, non-zero exit.
+    let why = refused(fetch("not-hex", &nothing));
+    assert!(why.contains("--request"), "{why}");
+
+    // Alice fetches her own imaging record.
+    let own = d.join("own-imaging.bin");
+    ok_json(run(
+        &[
+            "vault",
+            "fetch-own",
+            "--record",
+            &imaging_id,
+            "--out",
+            own.to_str().unwrap(),
+        ],
+        &node,
+        &vault,
+        &alice,
+    ));
+    assert_eq!(std::fs::read(&own).unwrap(), big);
+
+    // Rotating the custodian's key keeps the granted record readable by its grantee.
+    ok_json(run(&["vault", "rotate-key"], &node, &vault, &sealed));
+    let again = request(&lab_id);
+    let got_again = d.join("got-lab-again.json");
+    ok_json(fetch(again["request_id"].as_str().unwrap(), &got_again));
+    assert_eq!(
+        std::fs::read(&got_again).unwrap(),
+        std::fs::read(&lab).unwrap()
+    );
+
+    // Alice erases the lab record: later requests are denied `erased`.
+    ok_json(run(
+        &["vault", "erase", "--record", &lab_id],
+        &node,
+        &vault,
+        &alice,
+    ));
+    let after = request(&lab_id);
+    assert_eq!(after["granted"], false);
+    assert_eq!(after["reason"], "erased");
+    let listed = ok_json(run(&["vault", "list"], &node, &vault, &sealed));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    vault_child.kill().unwrap();
+    vault_child.wait().unwrap();
+    node_child.kill().unwrap();
+    node_child.wait().unwrap();
+}
