@@ -1,0 +1,3 @@
+//! Predicate-proof bench (placeholder).
+
+fn main() {}
