@@ -135,13 +135,5 @@ async fn services_of_later_capabilities_answer_unimplemented_naming_the_capabili
     assert_eq!(e.code(), tonic::Code::Unimplemented);
     assert!(e.message().contains("vault"), "{}", e.message());
 
-    let e = net
-        .client
-        .access()
-        .get_predicate_proof(ledger_pb::SignedRead::default())
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("predicate"), "{}", e.message());
     net.stop().await.unwrap();
 }

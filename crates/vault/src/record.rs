@@ -17,7 +17,7 @@ pub const MAX_ATTRIBUTE_NAME_LEN: usize = 32;
 /// Longest categorical attribute value.
 pub const MAX_CATEGORICAL_LEN: usize = 64;
 /// Version byte of the persisted [`RecordMeta`] encoding.
-pub const META_ENCODING_VERSION: u8 = 1;
+pub const META_ENCODING_VERSION: u8 = 2;
 
 /// An attribute's name: `[a-z0-9_]`, 1 to 32 characters, starting with a letter.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
@@ -148,6 +148,8 @@ pub struct NewRecord {
     pub attributes: Attributes,
     /// Plaintext size in bytes.
     pub size: u64,
+    /// The salt of the attribute commitment registered with it, if any.
+    pub commitment_salt: Option<[u8; 32]>,
 }
 
 impl NewRecord {
@@ -167,6 +169,7 @@ impl NewRecord {
             category: Category::parse(&wire.category, "category")?,
             attributes: attributes_from_wire(&wire.attributes)?,
             size: wire.size,
+            commitment_salt: None,
         })
     }
 
@@ -202,6 +205,9 @@ pub struct RecordMeta {
     pub category: Category,
     /// Its attributes (never on the ledger).
     pub attributes: Attributes,
+    /// The salt of its attribute commitment (secret: with the attributes it opens the
+    /// commitment), if one was registered.
+    pub commitment_salt: Option<[u8; 32]>,
     /// Plaintext bytes.
     pub size: u64,
     /// Chunks.

@@ -527,6 +527,7 @@ impl<S: VaultStore> PreparedRecord<S> {
             owner: self.record.owner,
             category: self.record.category.clone(),
             attributes: self.record.attributes.clone(),
+            commitment_salt: self.record.commitment_salt,
             size: self.summary.size,
             chunk_count: self.summary.chunk_count,
             ciphertext_digest: self.summary.ciphertext_digest,

@@ -11,7 +11,7 @@ use custos_types::model::Organisation;
 use custos_types::tx::{ConfirmRelease, RegisterParty, RegisterRecord, RequestAccess};
 use custos_types::{
     AccessMode, Category, Consent, ConsentId, ConsentPeriod, Decision, PartyId, Purpose, RecordId,
-    Role, Scope, TxKind,
+    RequestId, Role, Scope, TxKind,
 };
 use serde_json::json;
 
@@ -479,6 +479,206 @@ async fn vault_episode(
         Err(e) => format!("vault fetch failed: {e}"),
         Ok(_) => "vault released bob's record to the insurer: this is a bug".to_string(),
     });
+    let predicate_ok =
+        predicate_episode(out, dir, &vault, &client, cast, patients, insurer_c).await?;
     vault.stop().await?;
-    Ok(text == lab && granted.granted() && !denied.granted() && refused_ok)
+    Ok(text == lab && granted.granted() && !denied.granted() && refused_ok && predicate_ok)
+}
+
+/// Predicate proofs: the consortium registers the circuit's verifying key through governance;
+/// the hospital's vault gets the proving key and puts alice's and bob's checkup records with
+/// their attributes (a Poseidon commitment goes on the ledger); the insurer, whom alice lets
+/// ask predicates, learns one verified bit about her, and nothing about bob.
+async fn predicate_episode(
+    out: &Output,
+    dir: &std::path::Path,
+    vault: &custos_vault_service::RunningVault<custos_vault_service::SledVaultStore, NodeGateway>,
+    client: &VaultClient,
+    cast: &Cast,
+    patients: &Client,
+    insurer_c: &Client,
+) -> anyhow::Result<bool> {
+    use custos_circuits::{KeyId, Predicate, VerifyingKeyArtifact};
+    use custos_vault_service::predicate::{CIRCUIT, verify_answer};
+    section(
+        out,
+        "predicate proofs: the insurer learns `age>=18 && smoker=0 && bmi_x10<300` and nothing else",
+    );
+    let (pk, vk) = custos_circuits::setup(&mut rand::rngs::OsRng)?;
+    let vk_path = dir.join("predicate.vk");
+    vk.save(&vk_path)?;
+    let mut register = insurer_c
+        .sign(
+            &cast.hospital,
+            TxKind::Governance(custos_types::tx::Governance::RegisterVerifyingKey {
+                circuit: CIRCUIT.into(),
+                key_hash: Some(custos_crypto::Hash(vk.id().0)),
+            }),
+        )
+        .await?;
+    register.cosign(&cast.insurer.identity);
+    let registered = insurer_c.submit_signed(&register, true).await?;
+    anyhow::ensure!(
+        registered.reason.is_empty(),
+        "registering the verifying key: {}",
+        registered.reason
+    );
+    out.say(format!(
+        "consortium: St Mary and Acme register the Groth16 verifying key {} for `{CIRCUIT}` \
+         (governance, 2 of 3 members) at height {}",
+        &vk.id().to_hex()[..16],
+        registered.height
+    ));
+    vault.set_proving_key(pk)?;
+    let attributes = |values: [(&str, i64); 8]| -> Vec<vault_pb::Attribute> {
+        values
+            .iter()
+            .map(|(name, v)| vault_pb::Attribute {
+                name: (*name).into(),
+                value: Some(vault_pb::attribute::Value::Numeric(*v)),
+            })
+            .collect()
+    };
+    let checkup: &[u8] =
+        br#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","code":{"text":"BMI"},"valueQuantity":{"value":24.5}}}]}"#;
+    let mut ids = Vec::new();
+    for (owner, name, values) in [
+        (
+            &cast.alice,
+            "alice",
+            [
+                ("age", 42),
+                ("smoker", 0),
+                ("bmi_x10", 245),
+                ("systolic_bp", 118),
+                ("hba1c_x10", 54),
+                ("cholesterol", 180),
+                ("sex", 2),
+                ("postcode_region", 1017),
+            ],
+        ),
+        (
+            &cast.bob,
+            "bob",
+            [
+                ("age", 57),
+                ("smoker", 1),
+                ("bmi_x10", 312),
+                ("systolic_bp", 141),
+                ("hba1c_x10", 71),
+                ("cholesterol", 240),
+                ("sex", 1),
+                ("postcode_region", 1017),
+            ],
+        ),
+    ] {
+        let header = vault_pb::RecordHeader {
+            record_id: Vec::new(),
+            owner: PartyId(owner.public()).to_vec(),
+            category: "checkup".into(),
+            attributes: attributes(values),
+            size: checkup.len() as u64,
+        };
+        let put = client
+            .put(
+                &cast.hospital,
+                header,
+                std::io::Cursor::new(checkup.to_vec()),
+            )
+            .await?;
+        out.say(format!(
+            "hospital: put {name}'s checkup with 8 attributes; attribute commitment {} on the ledger",
+            hex::encode(&put.attribute_commitment[..8.min(put.attribute_commitment.len())])
+        ));
+        ids.push(RecordId::from_field(&put.record_id, "record_id")?);
+    }
+    patients
+        .submit(
+            &cast.alice,
+            TxKind::GrantConsent(Consent {
+                patient: PartyId(cast.alice.public()),
+                grantee: PartyId(cast.insurer.public()),
+                scope: Scope::Some {
+                    records: BTreeSet::from([ids[0]]),
+                    categories: BTreeSet::new(),
+                },
+                purposes: BTreeSet::from([Purpose::HPAYMT]),
+                modes: BTreeSet::from([AccessMode::Predicate]),
+                period: ConsentPeriod::default(),
+            }),
+        )
+        .await?;
+    out.say("alice: lets Acme ask predicates (not read) about her checkup, for payment");
+    let predicate: Predicate = "age>=18 && smoker=0 && bmi_x10<300".parse()?;
+    let registered_id = insurer_c
+        .consent()
+        .get_verifying_key(custos_proto::consent::v1::GetVerifyingKeyRequest {
+            circuit: CIRCUIT.into(),
+        })
+        .await?
+        .into_inner()
+        .key_hash;
+    let vk = VerifyingKeyArtifact::load_file(
+        &vk_path,
+        &KeyId(
+            registered_id
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("malformed registered key id"))?,
+        ),
+    )?;
+    let mut results = Vec::new();
+    for (id, name) in [(ids[0], "alice"), (ids[1], "bob")] {
+        let tx = insurer_c
+            .sign(
+                &cast.insurer,
+                TxKind::RequestAccess(RequestAccess {
+                    record_id: id,
+                    purpose: Purpose::HPAYMT,
+                    mode: AccessMode::Predicate,
+                    justification_digest: None,
+                    query: predicate.to_canonical_bytes().to_vec(),
+                }),
+            )
+            .await?;
+        let decision = insurer_c
+            .access()
+            .request_access(tx.to_wire())
+            .await?
+            .into_inner()
+            .decision
+            .context("no decision")?;
+        if !decision.granted {
+            out.say(format!(
+                "insurer asks about {name}: denied by the ledger (no consent): learns nothing"
+            ));
+            results.push(None);
+            continue;
+        }
+        let answer = client.prove(&cast.insurer, &tx).await?;
+        let commitment = insurer_c
+            .consent()
+            .get_record(custos_proto::consent::v1::GetRecordRequest {
+                record_id: id.to_vec(),
+            })
+            .await?
+            .into_inner()
+            .attribute_commitment;
+        let verified = verify_answer(
+            &answer,
+            RequestId(tx.id().0),
+            PartyId(cast.insurer.public()),
+            &predicate,
+            &commitment,
+            &vk,
+        );
+        out.say(format!(
+            "insurer learns about {name}: {predicate}: {} ({}-byte proof verified against the \
+             on-chain commitment and the registered key; release logged at height {})",
+            verified.is_ok(),
+            answer.proof.len(),
+            answer.release_height
+        ));
+        results.push(Some(verified.is_ok()));
+    }
+    Ok(results == [Some(true), None])
 }

@@ -10,6 +10,7 @@ mod node;
 mod output;
 mod parties;
 mod vault;
+mod zk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,9 @@ enum Command {
     /// Vault commands: run a custodian's vault; put, list, erase, rotate-key; fetch, fetch-own.
     #[command(subcommand)]
     Vault(vault::VaultCommand),
+    /// Zero-knowledge keys: the predicate circuit's setup.
+    #[command(subcommand)]
+    Zk(zk::ZkCommand),
 }
 
 /// Warnings by default; the consensus engine's network chatter (peers coming and going, gossip
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
             Command::Audit(cmd) => audit::run(cmd, &out).await,
             Command::Governance(cmd) => governance::run(cmd, &out).await,
             Command::Vault(cmd) => vault::run(cmd, &out).await,
+            Command::Zk(cmd) => zk::run(cmd, &out),
         }
     });
     match result {

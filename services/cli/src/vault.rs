@@ -63,6 +63,9 @@ pub(crate) enum VaultCommand {
         /// The custodian's sealed key file.
         #[arg(long, env = "CUSTOS_KEY")]
         key: PathBuf,
+        /// The predicate circuit's proving key (`custos zk setup`), to answer predicate proofs.
+        #[arg(long, env = "CUSTOS_PROVING_KEY")]
+        proving_key: Option<PathBuf>,
         /// The vault's folder (keyring and store).
         #[arg(long, env = "CUSTOS_VAULT_DATA")]
         data: PathBuf,
@@ -121,6 +124,26 @@ pub(crate) enum VaultCommand {
         /// Where to write the plaintext (must not exist).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Asks whether a record satisfies a predicate (partner): requests predicate-mode access,
+    /// gets the vault's zero-knowledge proof and verifies it against the record's commitment on
+    /// the ledger and the verifying key governance registered. Learns one bit, nothing else.
+    Prove {
+        #[command(flatten)]
+        conn: VaultConn,
+        /// The record id (hex).
+        #[arg(long)]
+        record: String,
+        /// HL7 PurposeOfUse code.
+        #[arg(long)]
+        purpose: String,
+        /// The predicate, e.g. `age>=18 && smoker=0 && bmi_x10<300` (attributes: age, smoker,
+        /// bmi_x10, systolic_bp, hba1c_x10, cholesterol, sex, postcode_region).
+        #[arg(long)]
+        predicate: String,
+        /// The verifying key artifact (`custos zk setup`); its hash must be the one registered.
+        #[arg(long, env = "CUSTOS_VERIFYING_KEY")]
+        verifying_key: PathBuf,
     },
     /// Fetches one of your own records (the request is logged on the ledger).
     FetchOwn {
@@ -241,6 +264,7 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             node,
             genesis,
             key,
+            proving_key,
             data,
         } => {
             let text = std::fs::read_to_string(&key)
@@ -255,7 +279,8 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             }
             let keys = load_keys(&key)?;
             let passphrase = Passphrase::from_env(PASSPHRASE_ENV)?;
-            let config = VaultConfig::new(listen, node, genesis, data);
+            let mut config = VaultConfig::new(listen, node, genesis, data);
+            config.proving_key = proving_key;
             let vault = custos_vault_service::start(&config, keys, &passphrase).await?;
             out.say(format!(
                 "vault listening on {} (node {}, data {})",
@@ -407,6 +432,15 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             check_registered_digest(&node, &fetched).await?;
             report_fetch(out, &fetched);
         }
+        VaultCommand::Prove {
+            conn,
+            record,
+            purpose,
+            predicate,
+            verifying_key,
+        } => {
+            prove(conn, record, purpose, predicate, verifying_key, out).await?;
+        }
         VaultCommand::FetchOwn {
             conn,
             record,
@@ -488,4 +522,118 @@ fn report_fetch(out: &Output, fetched: &custos_vault_service::Fetched) {
             "confirm_tx_id": h.confirm_tx.to_hex(),
         }),
     );
+}
+
+async fn prove(
+    conn: VaultConn,
+    record: String,
+    purpose: String,
+    predicate: String,
+    verifying_key: PathBuf,
+    out: &Output,
+) -> anyhow::Result<()> {
+    use custos_circuits::{KeyId, Predicate, VerifyingKeyArtifact};
+    use custos_vault_service::predicate::{CIRCUIT, verify_answer};
+    let record = RecordId(hash_arg(&record, "--record")?);
+    let purpose = Purpose::parse(&purpose).map_err(|e| anyhow::anyhow!("--purpose: {e}"))?;
+    let predicate: Predicate = predicate
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--predicate: {e}"))?;
+    let (node, vault, keys) = connect(&conn).await?;
+    // The key the consortium registered; the artifact must hash to it.
+    let registered = node
+        .consent()
+        .get_verifying_key(custos_proto::consent::v1::GetVerifyingKeyRequest {
+            circuit: CIRCUIT.into(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("the ledger: {}", s.message()))?
+        .into_inner()
+        .key_hash;
+    let registered: [u8; 32] = registered
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the ledger answered a malformed key hash"))?;
+    let vk = VerifyingKeyArtifact::load_file(&verifying_key, &KeyId(registered))
+        .map_err(|e| anyhow::anyhow!("--verifying-key: {e}"))?;
+    let tx = node
+        .sign(
+            &keys,
+            TxKind::RequestAccess(RequestAccess {
+                record_id: record,
+                purpose,
+                mode: AccessMode::Predicate,
+                justification_digest: None,
+                query: predicate.to_canonical_bytes().to_vec(),
+            }),
+        )
+        .await?;
+    let decision = node
+        .access()
+        .request_access(tx.to_wire())
+        .await
+        .map_err(|s| anyhow::anyhow!("the ledger: {}", s.message()))?
+        .into_inner()
+        .decision
+        .ok_or_else(|| anyhow::anyhow!("the ledger answered no decision"))?;
+    let request = RequestId(tx.id().0);
+    if !decision.granted {
+        let reason = custos_types::DecisionReason::from_wire(decision.reason, "reason")
+            .map(|r| r.code().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        bail!(
+            "request {} denied by the ledger ({reason}): nothing is learned about the record",
+            request.to_hex()
+        );
+    }
+    let commitment = node
+        .consent()
+        .get_record(custos_proto::consent::v1::GetRecordRequest {
+            record_id: record.to_vec(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("the ledger: {}", s.message()))?
+        .into_inner()
+        .attribute_commitment;
+    let (holds, answer) = match vault.prove(&keys, &tx).await {
+        Ok(answer) => {
+            verify_answer(
+                &answer,
+                request,
+                custos_types::PartyId(keys.public()),
+                &predicate,
+                &commitment,
+                &vk,
+            )
+            .map_err(|e| anyhow::anyhow!("the vault's proof does not verify: {e}"))?;
+            (true, Some(answer))
+        }
+        Err(custos_vault_service::VaultClientError::Status(s))
+            if s.message().starts_with("predicate_false") =>
+        {
+            (false, None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    out.result(
+        || {
+            let how = match &answer {
+                Some(a) => format!(
+                    "zero-knowledge proof verified under registered key {}; release logged at \
+                     height {}",
+                    hex::encode(registered),
+                    a.release_height
+                ),
+                None => "the vault released `false` (no proof exists), logged on the ledger".into(),
+            };
+            format!("{predicate}: {holds}\n{how}\nrequest {}", request.to_hex())
+        },
+        json!({
+            "request_id": request.to_hex(),
+            "predicate": predicate.to_string(),
+            "holds": holds,
+            "verifying_key_id": hex::encode(registered),
+            "release_height": answer.as_ref().map(|a| a.release_height),
+        }),
+    );
+    Ok(())
 }

@@ -272,4 +272,24 @@ impl VaultClient {
             .await?
             .into_inner())
     }
+
+    /// Asks for the predicate proof of the granted predicate-mode request `tx` (the partner's
+    /// own signed `RequestAccess`). The answer is unchecked: verify it with
+    /// [`crate::predicate::verify_answer`].
+    pub async fn prove(
+        &self,
+        keys: &PartyKeys,
+        tx: &SignedTransaction,
+    ) -> Result<custos_proto::access::v1::PredicateProofResponse> {
+        let query = pb::ProvePredicateQuery {
+            request_id: tx.id().to_vec(),
+            request_body: tx.body_bytes().to_vec(),
+        };
+        Ok(self
+            .grpc
+            .clone()
+            .prove_predicate(self.signed_read(keys, methods::PROVE, &query))
+            .await?
+            .into_inner())
+    }
 }

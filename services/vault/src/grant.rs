@@ -52,10 +52,9 @@ pub enum Denial {
         /// The ledger's reason.
         reason: DecisionReason,
     },
-    /// The request is not for raw access.
-    #[error(
-        "wrong_mode: request {request} is for {mode:?} access; records are released only for raw access"
-    )]
+    /// The request is not for the mode of what was asked (raw for records, predicate for
+    /// proofs).
+    #[error("wrong_mode: request {request} is for {mode:?} access, which does not release this")]
     WrongMode {
         /// The request.
         request: RequestId,
@@ -159,6 +158,18 @@ pub enum ReleaseKind {
     Grantee,
     /// A patient's own fetch: the ledger must have granted it as `owner`.
     Owner,
+    /// A predicate proof: the grant must be for predicate mode.
+    Predicate,
+}
+
+impl ReleaseKind {
+    /// The access mode the decision must be for.
+    pub fn mode(self) -> AccessMode {
+        match self {
+            ReleaseKind::Grantee | ReleaseKind::Owner => AccessMode::Raw,
+            ReleaseKind::Predicate => AccessMode::Predicate,
+        }
+    }
 }
 
 /// The trust anchors and freshness limit a release is checked against.
@@ -214,7 +225,7 @@ impl GrantCheck<'_> {
                 reason: decision.reason,
             });
         }
-        if decision.mode != AccessMode::Raw {
+        if decision.mode != kind.mode() {
             return Err(Denial::WrongMode {
                 request,
                 mode: decision.mode,

@@ -16,6 +16,7 @@ pub mod follow;
 pub mod gateway;
 pub mod grant;
 mod keyring;
+pub mod predicate;
 pub mod rpc;
 pub mod server;
 pub mod sled_store;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use custos_crypto::{Hash, PartyKeys, sha256};
 use custos_ledger::ValidatorSet;
+use custos_proto::access::v1 as access_pb;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_proto::vault::v1 as pb;
 use custos_proto::vault::v1::vault_service_server::VaultService;
@@ -43,6 +44,8 @@ pub mod methods {
     pub const LIST: &str = "/custos.vault.v1.VaultService/ListRecords";
     /// `RotateKey`.
     pub const ROTATE: &str = "/custos.vault.v1.VaultService/RotateKey";
+    /// `ProvePredicate`.
+    pub const PROVE: &str = "/custos.vault.v1.VaultService/ProvePredicate";
 }
 
 /// Bounds on what callers may ask of the vault.
@@ -79,6 +82,7 @@ struct Inner<S, G> {
     genesis: Genesis,
     trusted: ValidatorSet,
     limits: Limits,
+    prover: std::sync::OnceLock<Arc<custos_circuits::ProvingKeyArtifact>>,
 }
 
 /// The vault service over a vault of store `S`, talking to the ledger through `G`.
@@ -157,8 +161,18 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 genesis,
                 trusted,
                 limits,
+                prover: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Gives the vault the predicate circuit's proving key, so it can answer `ProvePredicate`
+    /// (once; a second key is refused).
+    pub fn set_proving_key(&self, pk: custos_circuits::ProvingKeyArtifact) -> Result<(), String> {
+        self.inner
+            .prover
+            .set(Arc::new(pk))
+            .map_err(|_| "the vault already has a proving key".to_string())
     }
 
     /// The vault.
@@ -300,6 +314,162 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         }
     }
 
+    /// Logs a release on the ledger (`ConfirmRelease` with the digest of what is released) and
+    /// waits until it is final: nothing leaves the vault before.
+    async fn confirm(
+        &self,
+        request: RequestId,
+        digest: Hash,
+    ) -> Result<ledger_pb::SubmitResponse, Status> {
+        let inner = &self.inner;
+        let confirmed = inner
+            .gateway
+            .submit(
+                &inner.keys,
+                TxKind::ConfirmRelease(ConfirmRelease {
+                    request_id: request,
+                    release_digest: digest,
+                }),
+            )
+            .await;
+        match confirmed {
+            Ok(response) => Ok(response),
+            Err(GatewayError::Status(s))
+                if matches!(
+                    s.code(),
+                    tonic::Code::FailedPrecondition
+                        | tonic::Code::PermissionDenied
+                        | tonic::Code::NotFound
+                        | tonic::Code::AlreadyExists
+                        | tonic::Code::InvalidArgument
+                ) =>
+            {
+                Err(deny(Denial::NotConfirmed {
+                    request,
+                    reason: s.message().to_string(),
+                }))
+            }
+            Err(e) => Err(e.to_status()),
+        }
+    }
+
+    async fn prove(
+        &self,
+        wire: ledger_pb::SignedRead,
+    ) -> Result<access_pb::PredicateProofResponse, Status> {
+        use crate::predicate::{ProveError, predicate_of, prove};
+        let inner = &self.inner;
+        let read = self.authorize(&wire, methods::PROVE)?;
+        let query: pb::ProvePredicateQuery = read.query().map_err(|e| field_status(e, "prove"))?;
+        let request = RequestId::from_field(&query.request_id, "body.query.request_id")
+            .map_err(|e| field_status(e, "prove"))?;
+        let requester = read.author;
+        let Some(pk) = inner.prover.get().cloned() else {
+            return Err(Status::failed_precondition(
+                "this vault has no proving key for predicate proofs (start it with --proving-key)",
+            ));
+        };
+        let answer = inner
+            .gateway
+            .decision(request)
+            .await
+            .map_err(|e| e.to_status())?;
+        let check = GrantCheck {
+            genesis: &inner.genesis,
+            trusted: &inner.trusted,
+            now: Timestamp::now(),
+            max_age_ms: inner.limits.max_decision_age_ms,
+        };
+        let evidence = sha256(&wire.encode_to_vec());
+        let decision =
+            match check.verify(request, requester, ReleaseKind::Predicate, answer.as_ref()) {
+                Ok(decision) => decision,
+                Err(denial) => return Err(self.refuse(request, requester, evidence, denial).await),
+            };
+        let record = decision.record_id;
+        let meta = match inner.vault.meta(&record) {
+            Ok(meta) => meta,
+            Err(VaultError::UnknownRecord(r)) => return Err(deny(Denial::UnknownRecord(r))),
+            Err(e) => return Err(internal(e)),
+        };
+        if decision.patient != Some(meta.owner) {
+            return Err(self
+                .refuse(request, requester, evidence, Denial::OwnerMismatch(record))
+                .await);
+        }
+        let predicate = predicate_of(request, &query.request_body, record)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let Some(salt) = meta.commitment_salt else {
+            return Err(Status::failed_precondition(
+                ProveError::NoCommitment(record.to_hex()).to_string(),
+            ));
+        };
+        let attributes = meta.attributes.clone();
+        let statement = predicate.clone();
+        let proved = tokio::task::spawn_blocking(move || {
+            prove(
+                &pk,
+                &attributes,
+                &salt,
+                statement,
+                request,
+                requester,
+                &mut OsRng,
+            )
+            .map(|made| (made, pk))
+        })
+        .await
+        .map_err(internal)?;
+        let ((proof, public), pk) = match proved {
+            Ok(made) => made,
+            Err(ProveError::False(text)) => {
+                // The one bit is released too: logged first, like any release.
+                let digest = custos_crypto::sha256_parts(&[
+                    b"custos/predicate-false/v1",
+                    &request.0.0,
+                    &predicate.digest(),
+                ]);
+                let logged = self.confirm(request, digest).await?;
+                return Err(Status::failed_precondition(format!(
+                    "predicate_false: the record's attributes do not satisfy `{text}` \
+                     (released as false, logged at height {})",
+                    logged.height
+                )));
+            }
+            Err(e @ ProveError::Body(_)) => return Err(Status::invalid_argument(e.to_string())),
+            Err(e) => return Err(internal(e)),
+        };
+        let confirmed = self.confirm(request, Hash(proof.digest())).await?;
+        info!(
+            target: "custos::vault",
+            request = %request.short(),
+            record = %record.short(),
+            requester = %requester.short(),
+            confirmed_at = confirmed.height,
+            "predicate proof released after its digest was confirmed on the ledger"
+        );
+        let public_inputs = public
+            .to_field_elements()
+            .iter()
+            .map(|f| {
+                let mut bytes = Vec::with_capacity(32);
+                ark_serialize::CanonicalSerialize::serialize_compressed(f, &mut bytes)
+                    .map(|()| bytes)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        Ok(access_pb::PredicateProofResponse {
+            request_id: request.to_vec(),
+            proof: proof.to_bytes().to_vec(),
+            public_inputs,
+            commitment: public.commitment.to_bytes().to_vec(),
+            predicate: public.predicate.to_canonical_bytes().to_vec(),
+            verifying_key_id: pk.verifying_key().id().0.to_vec(),
+            release_tx_id: confirmed.tx_id,
+            release_height: confirmed.height,
+        })
+    }
+
     async fn release(
         &self,
         wire: ledger_pb::SignedRead,
@@ -370,7 +540,8 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                     fresh
                 }
             }
-            ReleaseKind::Grantee => {
+            // `check.verify` refused any non-raw grant above.
+            ReleaseKind::Grantee | ReleaseKind::Predicate => {
                 let (_, fresh) = inner
                     .vault
                     .release(&record, requester, &named, &mut OsRng)
@@ -380,35 +551,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         };
         let mut header = ReleaseHeader::new(request, &meta, wrapped, TxId(Hash::ZERO));
         // Log before release: the confirmation is final before a byte of the record leaves.
-        let confirmed = inner
-            .gateway
-            .submit(
-                &inner.keys,
-                TxKind::ConfirmRelease(ConfirmRelease {
-                    request_id: request,
-                    release_digest: header.release_digest,
-                }),
-            )
-            .await;
-        let confirmed = match confirmed {
-            Ok(response) => response,
-            Err(GatewayError::Status(s))
-                if matches!(
-                    s.code(),
-                    tonic::Code::FailedPrecondition
-                        | tonic::Code::PermissionDenied
-                        | tonic::Code::NotFound
-                        | tonic::Code::AlreadyExists
-                        | tonic::Code::InvalidArgument
-                ) =>
-            {
-                return Err(deny(Denial::NotConfirmed {
-                    request,
-                    reason: s.message().to_string(),
-                }));
-            }
-            Err(e) => return Err(e.to_status()),
-        };
+        let confirmed = self.confirm(request, header.release_digest).await?;
         header.confirm_tx = TxId::from_field(&confirmed.tx_id, "tx_id").map_err(internal)?;
         info!(
             target: "custos::vault",
@@ -506,6 +649,10 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
             ));
         }
         let owner_key = self.registered_patient_key(record.owner).await?;
+        let mut record = record;
+        let committed = crate::predicate::commit(&record.attributes, &mut OsRng);
+        record.commitment_salt = committed.as_ref().map(|(salt, _)| *salt);
+        let commitment = committed.map(|(_, c)| Hash(c.to_bytes()));
         let id = record.record_id;
         let (owner, category) = (record.owner, record.category.clone());
         let mut session = inner
@@ -556,7 +703,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
                     owner,
                     category,
                     ciphertext_digest: summary.ciphertext_digest,
-                    attribute_commitment: None,
+                    attribute_commitment: commitment,
                 }),
             )
             .await
@@ -585,6 +732,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
             register_tx_id: registered.tx_id,
             register_height: registered.height,
             chunk_count: u64::from(meta.chunk_count),
+            attribute_commitment: commitment.map_or(vec![], |c| c.0.to_vec()),
         }))
     }
 
@@ -610,6 +758,14 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
         self.release(request.into_inner(), methods::FETCH_OWN, ReleaseKind::Owner)
             .await
             .map(Response::new)
+    }
+
+    #[instrument(name = "vault.prove", skip_all)]
+    async fn prove_predicate(
+        &self,
+        request: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<access_pb::PredicateProofResponse>, Status> {
+        self.prove(request.into_inner()).await.map(Response::new)
     }
 
     #[instrument(name = "vault.erase", skip_all)]

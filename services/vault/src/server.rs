@@ -55,6 +55,10 @@ pub struct VaultConfig {
     pub data_dir: PathBuf,
     /// Argon2id parameters for a new keyring.
     pub kdf: KdfParams,
+    /// The predicate circuit's proving key artifact (`custos zk setup`); without it the vault
+    /// answers no `ProvePredicate`.
+    #[serde(default)]
+    pub proving_key: Option<PathBuf>,
     /// Bounds on callers.
     #[serde(skip, default)]
     pub limits: Limits,
@@ -69,6 +73,7 @@ impl VaultConfig {
             genesis,
             data_dir,
             kdf: KdfParams::RECOMMENDED,
+            proving_key: None,
             limits: Limits::default(),
         }
     }
@@ -101,6 +106,14 @@ impl<S: VaultStore, G: LedgerGateway> RunningVault<S, G> {
     /// The vault behind the service.
     pub fn vault(&self) -> &Arc<Vault<S>> {
         self.rpc.vault()
+    }
+
+    /// Gives the vault the predicate circuit's proving key ([`VaultRpc::set_proving_key`]).
+    pub fn set_proving_key(
+        &self,
+        pk: custos_circuits::ProvingKeyArtifact,
+    ) -> Result<(), ServiceError> {
+        self.rpc.set_proving_key(pk).map_err(ServiceError::Config)
     }
 
     /// Follows the chain of the node at `config.node` and erases here every record of this vault
@@ -150,6 +163,10 @@ pub async fn start(
     let genesis = load_genesis(&config.genesis)?;
     let gateway = NodeGateway::connect(&config.node).await?;
     let mut running = start_with(config, keys, passphrase, genesis.clone(), gateway).await?;
+    if let Some(path) = &config.proving_key {
+        let pk = crate::predicate::load_proving_key(path).map_err(ServiceError::Config)?;
+        running.set_proving_key(pk)?;
+    }
     running.follow_erasures(config, genesis)?;
     Ok(running)
 }

@@ -36,6 +36,7 @@ pub fn sample_meta(record_id: RecordId) -> RecordMeta {
         owner: party(),
         category: Category::parse("lab", "category").unwrap(),
         attributes: Attributes::new(),
+        commitment_salt: Some([9; 32]),
         size: 3,
         chunk_count: 1,
         ciphertext_digest: sha256(b"ciphertext"),

@@ -52,6 +52,7 @@ impl Cast {
             category: Category::parse("lab", "category").unwrap(),
             attributes: Attributes::new(),
             size: plaintext.len() as u64,
+            commitment_salt: None,
         };
         let mut session = self
             .vault

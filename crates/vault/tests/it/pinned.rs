@@ -45,6 +45,7 @@ fn the_chunk_encryption_and_ciphertext_digest_are_pinned() {
     );
 }
 
+// Version 2 (changed on purpose): the attribute commitment's salt joined the metadata.
 #[test]
 fn the_record_metadata_encoding_is_pinned() {
     let mut attributes = Attributes::new();
@@ -61,6 +62,7 @@ fn the_record_metadata_encoding_is_pinned() {
         owner: custodian(),
         category: Category::parse("lab", "category").unwrap(),
         attributes,
+        commitment_salt: Some([3u8; 32]),
         size: 45,
         chunk_count: 3,
         ciphertext_digest: sha256(b"digest"),
@@ -73,6 +75,6 @@ fn the_record_metadata_encoding_is_pinned() {
     assert_eq!(RecordMeta::from_bytes(&bytes).unwrap(), meta);
     assert_eq!(
         sha256(&bytes).to_hex(),
-        "819e5866820aae4ee6b9b330f0060cc0f4d9bfca182b9201c5615d7b44fdc75b"
+        "d3a92872488e7ca4e5b68bbaaaf6d6b3fb252c40786763c4fa12a67cb94d9bbb"
     );
 }

@@ -135,6 +135,7 @@ fn an_interrupted_rotation_is_finished_when_the_vault_opens_again() {
         category: Category::parse("lab", "category").unwrap(),
         attributes: Attributes::new(),
         size: 3,
+        commitment_salt: None,
     };
     let id = record.record_id;
     let mut session = vault
@@ -178,6 +179,7 @@ fn a_put_of_another_size_than_declared_stores_nothing() {
             category: Category::parse("lab", "category").unwrap(),
             attributes: Attributes::new(),
             size: declared,
+            commitment_salt: None,
         };
         let id = record.record_id;
         let mut session = cast
@@ -209,6 +211,7 @@ fn a_record_is_put_once_and_an_uncommitted_put_leaves_nothing() {
         category: Category::parse("lab", "category").unwrap(),
         attributes: Attributes::new(),
         size: 1,
+        commitment_salt: None,
     };
     assert!(matches!(
         cast.vault.begin_put(

@@ -77,13 +77,4 @@ impl AccessService for AccessRpc {
             .map_err(|e| field_status(e, "get decision"))?;
         decision_response(&self.ctx, &id).map(Response::new)
     }
-
-    async fn get_predicate_proof(
-        &self,
-        _: Request<ledger_pb::SignedRead>,
-    ) -> Result<Response<pb::PredicateProofResponse>, Status> {
-        Err(Status::unimplemented(
-            "predicate proofs (Groth16 over the committed attributes) arrive with the predicate-proof capability",
-        ))
-    }
 }

@@ -90,6 +90,33 @@ impl ConsentService for ConsentRpc {
         Ok(Response::new(record_to_wire(&id, &record)))
     }
 
+    async fn get_verifying_key(
+        &self,
+        request: Request<pb::GetVerifyingKeyRequest>,
+    ) -> Result<Response<pb::VerifyingKeyRegistration>, Status> {
+        let circuit = request.into_inner().circuit;
+        if circuit.is_empty() || circuit.len() > custos_types::tx::MAX_CIRCUIT_NAME {
+            return Err(Status::invalid_argument(format!(
+                "circuit: expected 1 to {} characters, got {}",
+                custos_types::tx::MAX_CIRCUIT_NAME,
+                circuit.len()
+            )));
+        }
+        let key = self
+            .ctx
+            .core
+            .with_state(|s| s.verifying_key(&circuit))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "circuit: no verifying key is registered for `{circuit}`"
+                ))
+            })?;
+        Ok(Response::new(pb::VerifyingKeyRegistration {
+            circuit,
+            key_hash: key.0.to_vec(),
+        }))
+    }
+
     async fn get_consent(
         &self,
         request: Request<pb::GetConsentRequest>,

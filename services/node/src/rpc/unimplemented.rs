@@ -44,6 +44,12 @@ impl vault_pb::vault_service_server::VaultService for NoVault {
     ) -> Result<Response<vault_pb::EraseRecordResponse>, Status> {
         Err(Status::unimplemented(VAULT))
     }
+    async fn prove_predicate(
+        &self,
+        _: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<custos_proto::access::v1::PredicateProofResponse>, Status> {
+        Err(Status::unimplemented(VAULT))
+    }
     async fn list_records(
         &self,
         _: Request<ledger_pb::SignedRead>,

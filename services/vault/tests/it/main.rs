@@ -8,6 +8,7 @@ mod bad_input;
 mod denied;
 mod erasure;
 mod lifecycle;
+mod predicate;
 mod release;
 mod store;
 mod tamper;
