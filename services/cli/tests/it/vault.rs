@@ -47,10 +47,18 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
 }
 
 /// Starts `custos vault run` on a free loopback port; returns the child and its endpoint.
-fn start_vault(node: &str, genesis: &Path, sealed: &Path, data: &Path) -> (Child, String) {
+fn start_vault(
+    node: &str,
+    genesis: &Path,
+    sealed: &Path,
+    data: &Path,
+    proving_key: &Path,
+) -> (Child, String) {
     use std::io::{BufRead, BufReader};
     let mut child = custos()
         .args(["vault", "run", "--listen", "127.0.0.1:0", "--node", node])
+        .arg("--proving-key")
+        .arg(proving_key)
         .arg("--genesis")
         .arg(genesis)
         .arg("--key")
@@ -141,7 +149,56 @@ fn custodian_insurer_and_patient_use_the_vault_through_the_cli() {
             .output()
             .unwrap(),
     );
-    let (mut vault_child, vault) = start_vault(&node, &genesis, &sealed, &d.join("vault"));
+    // The predicate circuit's keys; the consortium registers the verifying key (2 of the 2
+    // members: the hospital proposes, the insurer co-signs).
+    let zk = ok_json(
+        custos()
+            .args(["--json", "zk", "setup", "--out"])
+            .arg(d.join("zk"))
+            .output()
+            .unwrap(),
+    );
+    let key_id = zk["verifying_key_id"].as_str().unwrap().to_string();
+    let proposal = d.join("vk.tx");
+    let p = proposal.to_str().unwrap();
+    let governance = |args: &[&str]| {
+        let out = custos().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    governance(&[
+        "governance",
+        "propose",
+        "--node",
+        &node,
+        "--key",
+        hospital.to_str().unwrap(),
+        "--out",
+        p,
+        "register-verifying-key",
+        "--circuit",
+        "predicate-8x8",
+        "--hash",
+        &key_id,
+    ]);
+    governance(&[
+        "governance",
+        "cosign",
+        p,
+        "--key",
+        insurer.to_str().unwrap(),
+    ]);
+    governance(&["governance", "submit", p, "--node", &node]);
+    let (mut vault_child, vault) = start_vault(
+        &node,
+        &genesis,
+        &sealed,
+        &d.join("vault"),
+        &d.join("zk").join("predicate.pk"),
+    );
 
     // The custodian puts two of alice's records (a FHIR resource and a multi-chunk file).
     let lab = d.join("lab.json");
@@ -285,6 +342,88 @@ fn custodian_insurer_and_patient_use_the_vault_through_the_cli() {
     assert_eq!(after["reason"], "erased");
     let listed = ok_json(run(&["vault", "list"], &node, &vault, &sealed));
     assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    // Predicate proofs: a checkup with all eight attributes; alice lets the insurer ask
+    // predicates about it; the insurer learns one verified bit.
+    let checkup = d.join("checkup.json");
+    std::fs::write(
+        &checkup,
+        br#"{"resourceType":"Bundle","type":"collection"}"#,
+    )
+    .unwrap();
+    let mut put_args = vec![
+        "vault",
+        "put",
+        "--owner",
+        &alice_pk,
+        "--category",
+        "checkup",
+        "--file",
+        checkup.to_str().unwrap(),
+    ];
+    for attr in [
+        "age=42",
+        "smoker=0",
+        "bmi_x10=245",
+        "systolic_bp=118",
+        "hba1c_x10=54",
+        "cholesterol=180",
+        "sex=2",
+        "postcode_region=1017",
+    ] {
+        put_args.extend(["--attr", attr]);
+    }
+    let checkup_id = ok_json(run(&put_args, &node, &vault, &sealed))["record_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vk = d.join("zk").join("predicate.vk");
+    let prove = |predicate: &str| {
+        run(
+            &[
+                "vault",
+                "prove",
+                "--record",
+                &checkup_id,
+                "--purpose",
+                "HPAYMT",
+                "--predicate",
+                predicate,
+                "--verifying-key",
+                vk.to_str().unwrap(),
+            ],
+            &node,
+            &vault,
+            &insurer,
+        )
+    };
+    // Without a predicate-mode consent the ledger denies: nothing is learned.
+    let why = refused(prove("age>=18 && smoker=0 && bmi_x10<300"));
+    assert!(why.contains("denied by the ledger"), "{why}");
+    ok_json(run(
+        &[
+            "patient",
+            "grant",
+            "--grantee",
+            &insurer_pk,
+            "--purpose",
+            "HPAYMT",
+            "--mode",
+            "predicate",
+            "--record",
+            &checkup_id,
+        ],
+        &node,
+        &vault,
+        &alice,
+    ));
+    let answer = ok_json(prove("age>=18 && smoker=0 && bmi_x10<300"));
+    assert_eq!(answer["holds"], true);
+    assert_eq!(answer["verifying_key_id"], key_id.as_str());
+    let answer = ok_json(prove("age>=65"));
+    assert_eq!(answer["holds"], false);
+    let why = refused(prove("weight>=3"));
+    assert!(why.contains("--predicate"), "{why}");
 
     vault_child.kill().unwrap();
     vault_child.wait().unwrap();
