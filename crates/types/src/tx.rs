@@ -304,7 +304,7 @@ impl TryFrom<pb::TransactionBody> for TransactionBody {
             .within("register_delegate")?,
             Kind::RequestAccess(r) => (|| {
                 // An aggregate scope is the query text plus its custodian and category.
-                let bound = if r.mode == access_pb::AccessMode::Aggregate as i32 {
+                let bound = if r.mode == AccessMode::Aggregate.to_wire() {
                     MAX_AGGREGATE_SCOPE_BYTES
                 } else {
                     MAX_QUERY_BYTES
