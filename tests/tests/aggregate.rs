@@ -54,7 +54,10 @@ async fn an_aggregate_decision_fixes_a_cohort_the_node_serves_and_the_client_ver
     assert!(wire.granted);
     assert_eq!(wire.reason, access_pb::DecisionReason::Consent as i32);
     assert_eq!(wire.record_id, scope.cohort_id().to_vec());
-    assert_eq!(wire.cohort.as_ref().map(|c| c.size), Some(CONSENTING as u64));
+    assert_eq!(
+        wire.cohort.as_ref().map(|c| c.size),
+        Some(CONSENTING as u64)
+    );
     let request_id = custos_types::RequestId::from_field(&wire.request_id, "request_id")?;
 
     // The whole cohort, page by page, checked against the proven decision.
@@ -112,7 +115,10 @@ async fn an_aggregate_decision_fixes_a_cohort_the_node_serves_and_the_client_ver
     let end = get(10, 0).await?;
     assert!(end.record_ids.is_empty());
     assert_eq!(end.next_offset, 10);
-    assert_eq!(get(11, 0).await.map(|_| ()).map_err(|s| s.code()), Err(Code::OutOfRange));
+    assert_eq!(
+        get(11, 0).await.map(|_| ()).map_err(|s| s.code()),
+        Err(Code::OutOfRange)
+    );
 
     // Unknown requests, and requests that are not aggregate.
     let unknown = net
@@ -123,7 +129,10 @@ async fn an_aggregate_decision_fixes_a_cohort_the_node_serves_and_the_client_ver
             ..Default::default()
         })
         .await;
-    assert_eq!(unknown.map(|_| ()).map_err(|s| s.code()), Err(Code::NotFound));
+    assert_eq!(
+        unknown.map(|_| ()).map_err(|s| s.code()),
+        Err(Code::NotFound)
+    );
     let raw = bounded(
         "a raw request",
         net.client.request_access(

@@ -15,4 +15,5 @@ pub use aggregate::cohort_of;
 pub use error::{ErrorClass, TxError};
 pub use machine::{BlockContext, StateMachine};
 pub use state::{
-    CohortState, ConsentState, PartyState, RecordState, RequestState, StateChange, ValidatorEntry};
+    CohortState, ConsentState, PartyState, RecordState, RequestState, StateChange, ValidatorEntry,
+};

@@ -9,8 +9,9 @@ use custos_types::tx::{
     ReportRefusal, RequestAccess,
 };
 use custos_types::{
-    AccessMode, ChainId, Consent, ConsentId, Decision, DecisionReason, EntryKind, FieldError, Genesis, Height,
-    Parameters, PartyId, RecordId, RequestId, Role, SignedTransaction, Timestamp, TxKind,
+    AccessMode, ChainId, Consent, ConsentId, Decision, DecisionReason, EntryKind, FieldError,
+    Genesis, Height, Parameters, PartyId, RecordId, RequestId, Role, SignedTransaction, Timestamp,
+    TxKind,
 };
 
 use crate::error::TxError;
@@ -892,15 +893,12 @@ impl StateMachine {
         request: &RequestState,
     ) -> Result<(PartyId, Option<PartyId>), TxError> {
         if request.mode == AccessMode::Aggregate {
-            return self
-                .cohort(id)
-                .map(|c| (c.custodian, None))
-                .ok_or_else(|| {
-                    TxError::NotAuthorized(format!(
-                        "aggregate request {} was denied before its cohort was fixed",
-                        id.short()
-                    ))
-                });
+            return self.cohort(id).map(|c| (c.custodian, None)).ok_or_else(|| {
+                TxError::NotAuthorized(format!(
+                    "aggregate request {} was denied before its cohort was fixed",
+                    id.short()
+                ))
+            });
         }
         let record = self
             .record(&request.record_id)

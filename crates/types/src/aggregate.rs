@@ -134,7 +134,8 @@ impl TryFrom<pb::Cohort> for Cohort {
     type Error = FieldError;
     fn try_from(wire: pb::Cohort) -> Result<Self, FieldError> {
         Ok(Cohort {
-            root: Hash::from_slice(&wire.root).map_err(|e| FieldError::new("root", e.to_string()))?,
+            root: Hash::from_slice(&wire.root)
+                .map_err(|e| FieldError::new("root", e.to_string()))?,
             size: wire.size,
         })
     }

@@ -246,11 +246,7 @@ impl TryFrom<pb::AccessDecision> for Decision {
                 "cohort",
                 format!(
                     "a {mode} decision with reason {reason} {} a cohort",
-                    if needs_cohort {
-                        "needs"
-                    } else {
-                        "carries no"
-                    }
+                    if needs_cohort { "needs" } else { "carries no" }
                 ),
             ));
         }

@@ -138,8 +138,16 @@ fn only_consenting_patients_records_enter_the_cohort() {
 
     // Everyone below has a hospital lab record that must stay out.
     let out = patients(&mut l, &c.hospital, "lab", 170, 8);
-    let [revoked, expired, not_yet, other_grantee, other_purpose, raw_only, other_scope, erased] =
-        &out[..]
+    let [
+        revoked,
+        expired,
+        not_yet,
+        other_grantee,
+        other_purpose,
+        raw_only,
+        other_scope,
+        erased,
+    ] = &out[..]
     else {
         unreachable!("eight patients");
     };
@@ -327,7 +335,10 @@ fn aggregate_decisions_are_deterministic() {
     assert_eq!(ids1, ids2);
     assert_eq!(root1, root2);
     let (d3, ids3, _) = decided(true);
-    assert_eq!(d1.cohort, d3.cohort, "the grant order does not reach the cohort");
+    assert_eq!(
+        d1.cohort, d3.cohort,
+        "the grant order does not reach the cohort"
+    );
     assert_eq!(ids1, ids3);
 }
 
@@ -337,7 +348,10 @@ fn auditors_are_not_authorized_for_aggregates() {
     consenting(&mut l, &c, 150, 10);
     let d = l.request(&c.auditor, research(&hospital_lab(&c)));
     assert_eq!(d.reason, DecisionReason::NotAuthorized);
-    assert_eq!(d.cohort, None, "no cohort is computed for an unauthorized requester");
+    assert_eq!(
+        d.cohort, None,
+        "no cohort is computed for an unauthorized requester"
+    );
     assert!(l.sm.cohort(&d.request_id).is_none());
 }
 
@@ -506,7 +520,11 @@ fn a_revocation_after_the_decision_leaves_the_fixed_cohort_unchanged() {
     l.revoke(&members[0].0, ids[0]);
     l.next_block();
     let second = l.request(&c.insurer, research(&hospital_lab(&c)));
-    assert_eq!(kept(&l, &first).len(), 10, "the first decision's cohort is kept");
+    assert_eq!(
+        kept(&l, &first).len(),
+        10,
+        "the first decision's cohort is kept"
+    );
     assert_eq!(second.reason, DecisionReason::CohortTooSmall);
     assert_eq!(second.cohort.map(|c| c.size), Some(9));
     assert_ne!(first.request_id, second.request_id);

@@ -19,7 +19,8 @@ const PINNED_ROOT: &str = "6c8ec087f4e764c64a871fe2a6bf26da3f619e350fe2f8d5b6583
 
 // The fixed scenario followed by an aggregate request whose decision fixes a cohort of alice's and
 // bob's lab records: pins the cohort key and value (32 bytes of state per member).
-const PINNED_AGGREGATE_ROOT: &str = "4b0f4e366aef6aa2ead3cdf0a19070f28681f6dc48d6d371cdd1da06eb4b26ae";
+const PINNED_AGGREGATE_ROOT: &str =
+    "4b0f4e366aef6aa2ead3cdf0a19070f28681f6dc48d6d371cdd1da06eb4b26ae";
 
 #[test]
 fn the_state_root_after_a_fixed_scenario_is_pinned() {
@@ -75,7 +76,10 @@ fn the_state_root_after_an_aggregate_decision_is_pinned() {
         category: category("lab"),
         text: "COUNT WHERE age >= 40".into(),
     };
-    let d = l.request(&c.insurer, RequestAccess::aggregate(&scope, purpose("HRESCH")));
+    let d = l.request(
+        &c.insurer,
+        RequestAccess::aggregate(&scope, purpose("HRESCH")),
+    );
     assert_eq!(d.reason, DecisionReason::CohortTooSmall);
     assert_eq!(d.cohort.map(|c| c.size), Some(2));
     l.next_block();

@@ -7,8 +7,8 @@ use custos_crypto::{Hash, SecretKey, SigningKeyPair, sha256};
 use custos_ledger::{BlockHeader, CommitCertificate};
 use custos_storage::{BlockWrite, StoredBlock};
 use custos_types::{
-    AccessMode, Cohort, ConsentId, Decision, DecisionReason, Height, PartyId, Purpose, RecordId, RequestId,
-    Timestamp, TxId,
+    AccessMode, Cohort, ConsentId, Decision, DecisionReason, Height, PartyId, Purpose, RecordId,
+    RequestId, Timestamp, TxId,
 };
 
 pub(crate) const PURPOSES: [&str; 5] = ["TREAT", "ETREAT", "HPAYMT", "HMARKT", "HRESCH"];

@@ -65,7 +65,11 @@ fn the_cohort_id_is_the_domain_separated_hash_of_custodian_and_category() {
         text: "SUM(weight)".into(),
         ..scope()
     };
-    assert_eq!(text.cohort_id(), s.cohort_id(), "the text does not name the dataset");
+    assert_eq!(
+        text.cohort_id(),
+        s.cohort_id(),
+        "the text does not name the dataset"
+    );
 }
 
 #[test]
@@ -107,7 +111,11 @@ fn a_decision_carries_a_cohort_exactly_when_it_is_an_aggregate_that_reached_one(
         if ok {
             assert_eq!(back, Ok(d));
         } else {
-            assert_eq!(back.map_err(|e| e.field), Err("cohort".to_string()), "{reason}");
+            assert_eq!(
+                back.map_err(|e| e.field),
+                Err("cohort".to_string()),
+                "{reason}"
+            );
         }
     }
     let raw = Decision {
