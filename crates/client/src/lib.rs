@@ -5,6 +5,7 @@
 //! and reads with a party's keys. [`verify`] checks what any node returns against the genesis
 //! validator set alone: a compromised node cannot make it accept a forged entry.
 
+pub mod cohort;
 pub mod verify;
 
 use custos_crypto::PartyKeys;
@@ -21,6 +22,7 @@ use custos_types::{
 };
 use tonic::transport::Channel;
 
+pub use cohort::{CohortError, VerifiedCohort, verify_cohort};
 pub use verify::{VerifiedEntry, VerifyError};
 
 /// Why a client call failed.
@@ -165,6 +167,64 @@ impl Client {
             .request_access(tx.to_wire())
             .await?
             .into_inner())
+    }
+
+    /// An aggregate request's whole cohort, page by page: the first page's answer (with the
+    /// decision, its proof and the request; its ids moved out) and every id in order. Refuses
+    /// cohorts over [`cohort::MAX_COHORT_IDS`]. Check both with
+    /// [`cohort::verify_cohort_response`] before relying on them.
+    pub async fn cohort(
+        &self,
+        request_id: custos_types::RequestId,
+    ) -> Result<(access_pb::CohortResponse, Vec<custos_types::RecordId>)> {
+        let mut first: Option<access_pb::CohortResponse> = None;
+        let mut ids = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            let mut page = self
+                .access()
+                .get_cohort(access_pb::GetCohortRequest {
+                    request_id: request_id.to_vec(),
+                    offset,
+                    limit: 0,
+                })
+                .await?
+                .into_inner();
+            let size = page
+                .decision
+                .as_ref()
+                .and_then(|d| d.cohort.as_ref())
+                .map(|c| c.size)
+                .ok_or_else(|| ClientError::Malformed("a cohort page without its cohort".into()))?;
+            if size > cohort::MAX_COHORT_IDS {
+                return Err(ClientError::Malformed(format!(
+                    "a cohort of {size} ids; at most {} are collected",
+                    cohort::MAX_COHORT_IDS
+                )));
+            }
+            if page.offset != offset || page.next_offset <= offset && offset < size {
+                return Err(ClientError::Malformed(format!(
+                    "cohort page at {} to {} asked at {offset}",
+                    page.offset, page.next_offset
+                )));
+            }
+            ids.extend(cohort::parse_ids(&page.record_ids).map_err(VerifyError::from)?);
+            if ids.len() as u64 > size {
+                return Err(ClientError::Malformed(format!(
+                    "more than the cohort's {size} ids"
+                )));
+            }
+            offset = page.next_offset;
+            let done = offset >= size;
+            page.record_ids.clear();
+            first.get_or_insert(page);
+            if done {
+                break;
+            }
+        }
+        let first =
+            first.ok_or_else(|| ClientError::Malformed("no cohort page answered".into()))?;
+        Ok((first, ids))
     }
 
     /// A signed read of `method` with `query`.

@@ -33,6 +33,9 @@ pub enum VerifyError {
     /// The validator set the node sent is not the trusted one.
     #[error("the node's validator set differs from the genesis validator set")]
     ValidatorSet,
+    /// The record ids are not the cohort the decision fixed.
+    #[error(transparent)]
+    Cohort(#[from] crate::cohort::CohortError),
 }
 
 /// The validator set a genesis file names.

@@ -1,6 +1,6 @@
 //! Why the state machine refused a transaction.
 
-use custos_types::{ConsentId, PartyId, RecordId, RequestId};
+use custos_types::{ConsentId, FieldError, PartyId, RecordId, RequestId};
 
 /// How a refusal should be reported to a client (maps onto gRPC status codes in adapters).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -106,13 +106,18 @@ pub enum TxError {
         /// Why.
         reason: String,
     },
+    /// A field of the body is malformed (named by its path in the body).
+    #[error("{0}")]
+    Field(FieldError),
 }
 
 impl TxError {
     /// How to report the refusal.
     pub fn class(&self) -> ErrorClass {
         match self {
-            TxError::WrongChain { .. } | TxError::Invalid { .. } => ErrorClass::Invalid,
+            TxError::WrongChain { .. } | TxError::Invalid { .. } | TxError::Field(_) => {
+                ErrorClass::Invalid
+            }
             TxError::UnknownAuthor(_)
             | TxError::NotAuthorized(_)
             | TxError::InsufficientGovernance { .. } => ErrorClass::PermissionDenied,

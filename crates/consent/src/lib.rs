@@ -6,10 +6,14 @@
 //! the whole state with a Merkle root so that replaying the same blocks always yields the same
 //! root.
 
+pub mod aggregate;
 pub mod error;
 pub mod machine;
 pub mod state;
 
+pub use aggregate::cohort_of;
 pub use error::{ErrorClass, TxError};
 pub use machine::{BlockContext, StateMachine};
-pub use state::{ConsentState, PartyState, RecordState, RequestState, StateChange, ValidatorEntry};
+pub use state::{
+    CohortState, ConsentState, PartyState, RecordState, RequestState, StateChange, ValidatorEntry,
+};

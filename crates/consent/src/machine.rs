@@ -9,8 +9,9 @@ use custos_types::tx::{
     ReportRefusal, RequestAccess,
 };
 use custos_types::{
-    ChainId, Consent, ConsentId, Decision, DecisionReason, EntryKind, FieldError, Genesis, Height,
-    Parameters, PartyId, RecordId, RequestId, Role, SignedTransaction, Timestamp, TxKind,
+    AccessMode, ChainId, Consent, ConsentId, Decision, DecisionReason, EntryKind, FieldError,
+    Genesis, Height, Parameters, PartyId, RecordId, RequestId, Role, SignedTransaction, Timestamp,
+    TxKind,
 };
 
 use crate::error::TxError;
@@ -32,14 +33,14 @@ pub struct BlockContext {
 #[derive(Clone, Debug)]
 pub struct StateMachine {
     chain_id: ChainId,
-    kv: Kv,
+    pub(crate) kv: Kv,
 }
 
 /// What applying one transaction does: state writes and log entries.
-struct Plan {
-    writes: Vec<(StateKey, StateValue)>,
-    deletes: Vec<StateKey>,
-    decision: Option<Decision>,
+pub(crate) struct Plan {
+    pub(crate) writes: Vec<(StateKey, StateValue)>,
+    pub(crate) deletes: Vec<StateKey>,
+    pub(crate) decision: Option<Decision>,
 }
 
 const ZERO_ID: [u8; 32] = [0u8; 32];
@@ -480,6 +481,10 @@ impl StateMachine {
             return Err(TxError::RecordExists(r.record_id));
         }
         plan.writes.push((
+            StateKey::CustodianRecord(author, r.category.clone(), r.record_id),
+            StateValue::Marker,
+        ));
+        plan.writes.push((
             StateKey::Record(r.record_id),
             StateValue::Record(RecordState {
                 owner: r.owner,
@@ -678,6 +683,9 @@ impl StateMachine {
         ctx: BlockContext,
         plan: &mut Plan,
     ) -> Result<(), TxError> {
+        if r.mode == AccessMode::Aggregate {
+            return self.plan_aggregate(tx, r, ctx, plan);
+        }
         let requester = tx.author();
         let request_id = RequestId(tx.id().0);
         let (reason, consent_id) = self.decide(requester, r, ctx);
@@ -694,6 +702,7 @@ impl StateMachine {
             break_glass: reason == DecisionReason::BreakGlass,
             height: ctx.height,
             time: ctx.time,
+            cohort: None,
         };
         plan.writes.push((
             StateKey::Request(request_id),
@@ -797,15 +806,17 @@ impl StateMachine {
                 c.request_id.short()
             )));
         }
-        let record = self
-            .record(&request.record_id)
-            .ok_or(TxError::UnknownRecord(request.record_id))?;
-        if record.custodian != author {
+        let (custodian, _) = self.holder_of(&c.request_id, request)?;
+        if custodian != author {
             return Err(TxError::NotAuthorized(
                 "only the record's custodian confirms a release".into(),
             ));
         }
-        if record.erased.is_some() {
+        if request.mode != AccessMode::Aggregate
+            && self
+                .record(&request.record_id)
+                .is_some_and(|r| r.erased.is_some())
+        {
             return Err(TxError::RecordErased(request.record_id));
         }
         if request.released.is_some() {
@@ -837,10 +848,8 @@ impl StateMachine {
         let request = self
             .request(&r.request_id)
             .ok_or(TxError::UnknownRequest(r.request_id))?;
-        let record = self
-            .record(&request.record_id)
-            .ok_or(TxError::UnknownRecord(request.record_id))?;
-        if record.custodian != tx.author() {
+        let (custodian, patient) = self.holder_of(&r.request_id, request)?;
+        if custodian != tx.author() {
             return Err(TxError::NotAuthorized(
                 "only the record's custodian reports its vault's refusals".into(),
             ));
@@ -850,7 +859,7 @@ impl StateMachine {
             request_id,
             requester: r.requester,
             record_id: request.record_id,
-            patient: Some(record.owner),
+            patient,
             purpose: request.purpose,
             mode: request.mode,
             reason: r.reason,
@@ -858,6 +867,7 @@ impl StateMachine {
             break_glass: false,
             height: ctx.height,
             time: ctx.time,
+            cohort: None,
         };
         plan.writes.push((
             StateKey::Request(request_id),
@@ -873,6 +883,27 @@ impl StateMachine {
         ));
         plan.decision = Some(decision);
         Ok(())
+    }
+
+    /// Who releases for a decided request, and whose data it is: the record's custodian and
+    /// owner, or for an aggregate request its cohort's custodian and no single patient.
+    fn holder_of(
+        &self,
+        id: &RequestId,
+        request: &RequestState,
+    ) -> Result<(PartyId, Option<PartyId>), TxError> {
+        if request.mode == AccessMode::Aggregate {
+            return self.cohort(id).map(|c| (c.custodian, None)).ok_or_else(|| {
+                TxError::NotAuthorized(format!(
+                    "aggregate request {} was denied before its cohort was fixed",
+                    id.short()
+                ))
+            });
+        }
+        let record = self
+            .record(&request.record_id)
+            .ok_or(TxError::UnknownRecord(request.record_id))?;
+        Ok((record.custodian, Some(record.owner)))
     }
 
     fn plan_erase(

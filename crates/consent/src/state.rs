@@ -87,6 +87,19 @@ pub struct RequestState {
     pub released: Option<Hash>,
 }
 
+/// The cohort an aggregate decision fixed, kept so that nodes can serve it and the scope's
+/// custodian can confirm (or report the refusal of) the release. It costs 32 bytes of state per
+/// member, under its own key so that a request's [`RequestState`] stays small to rewrite.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct CohortState {
+    /// The custodian of every member.
+    pub custodian: PartyId,
+    /// Their category.
+    pub category: Category,
+    /// The members' record ids, ascending; the decision's cohort root is over these.
+    pub records: Vec<RecordId>,
+}
+
 /// A state key. Its order is the order of the state root's leaves.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub enum StateKey {
@@ -114,6 +127,11 @@ pub enum StateKey {
     ValidatorSetAt(Height),
     /// A circuit's registered verifying key hash.
     VerifyingKey(String),
+    /// Index: a custodian's record of a category (custodian, category, record), so that an
+    /// aggregate decision scans only the records of its scope.
+    CustodianRecord(PartyId, Category, RecordId),
+    /// The cohort an aggregate request's decision fixed.
+    Cohort(RequestId),
 }
 
 /// A state value.
@@ -141,6 +159,8 @@ pub enum StateValue {
     ValidatorChange(Option<(u64, String)>),
     /// A verifying key hash.
     VerifyingKey(Hash),
+    /// An aggregate request's cohort.
+    Cohort(CohortState),
 }
 
 /// A validator as the state records it.

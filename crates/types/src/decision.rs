@@ -5,7 +5,8 @@ use std::fmt;
 use custos_proto::access::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use crate::error::FieldError;
+use crate::aggregate::Cohort;
+use crate::error::{FieldError, Within};
 use crate::ids::{ConsentId, Height, PartyId, RecordId, RequestId, Timestamp};
 use crate::model::AccessMode;
 use crate::purpose::Purpose;
@@ -50,6 +51,8 @@ pub enum DecisionReason {
     VaultNotFinalized,
     /// Denied by the custodian's vault for another reason (mode, age, recipient key, owner).
     VaultRefused,
+    /// Denied: the aggregate cohort is smaller than the consortium's minimum (empty included).
+    CohortTooSmall,
 }
 
 impl DecisionReason {
@@ -94,6 +97,7 @@ impl DecisionReason {
             DecisionReason::VaultUnverified => "vault_unverified",
             DecisionReason::VaultNotFinalized => "vault_not_finalized",
             DecisionReason::VaultRefused => "vault_refused",
+            DecisionReason::CohortTooSmall => "cohort_too_small",
         }
     }
 
@@ -119,6 +123,7 @@ impl DecisionReason {
             DecisionReason::VaultUnverified => W::VaultUnverified,
             DecisionReason::VaultNotFinalized => W::VaultNotFinalized,
             DecisionReason::VaultRefused => W::VaultRefused,
+            DecisionReason::CohortTooSmall => W::CohortTooSmall,
         }) as i32
     }
 
@@ -147,6 +152,7 @@ impl DecisionReason {
             W::VaultUnverified => DecisionReason::VaultUnverified,
             W::VaultNotFinalized => DecisionReason::VaultNotFinalized,
             W::VaultRefused => DecisionReason::VaultRefused,
+            W::CohortTooSmall => DecisionReason::CohortTooSmall,
         })
     }
 }
@@ -182,6 +188,9 @@ pub struct Decision {
     pub height: Height,
     /// Block time of the decision.
     pub time: Timestamp,
+    /// Aggregate requests only: the record set the decision includes, present on every
+    /// aggregate decision that reached the cohort (reasons consent and cohort_too_small).
+    pub cohort: Option<Cohort>,
 }
 
 impl Decision {
@@ -206,6 +215,7 @@ impl From<&Decision> for pb::AccessDecision {
             break_glass: d.break_glass,
             height: d.height.0,
             time_ms: d.time.0,
+            cohort: d.cohort.as_ref().map(pb::Cohort::from),
         }
     }
 }
@@ -220,6 +230,26 @@ impl TryFrom<pb::AccessDecision> for Decision {
                 format!("contradicts reason {reason}"),
             ));
         }
+        let mode = crate::model::AccessMode::from_wire(w.mode, "mode")?;
+        let cohort = match w.cohort {
+            Some(c) => Some(Cohort::try_from(c).within("cohort")?),
+            None => None,
+        };
+        // Only aggregate decisions carry a cohort, and those that reached it always do.
+        let needs_cohort = mode == AccessMode::Aggregate
+            && matches!(
+                reason,
+                DecisionReason::Consent | DecisionReason::CohortTooSmall
+            );
+        if cohort.is_some() != needs_cohort {
+            return Err(FieldError::new(
+                "cohort",
+                format!(
+                    "a {mode} decision with reason {reason} {} a cohort",
+                    if needs_cohort { "needs" } else { "carries no" }
+                ),
+            ));
+        }
         Ok(Decision {
             request_id: RequestId::from_field(&w.request_id, "request_id")?,
             requester: PartyId::from_field(&w.requester, "requester")?,
@@ -231,7 +261,7 @@ impl TryFrom<pb::AccessDecision> for Decision {
             },
             purpose: Purpose::parse(&w.purpose)
                 .map_err(|e| FieldError::new("purpose", e.to_string()))?,
-            mode: crate::model::AccessMode::from_wire(w.mode, "mode")?,
+            mode,
             reason,
             consent_id: if w.consent_id.is_empty() {
                 None
@@ -241,6 +271,7 @@ impl TryFrom<pb::AccessDecision> for Decision {
             break_glass: w.break_glass,
             height: Height(w.height),
             time: Timestamp(w.time_ms),
+            cohort,
         })
     }
 }

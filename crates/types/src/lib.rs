@@ -5,6 +5,7 @@
 //! through `TryFrom`, validates every field and names the field it refuses. Nothing here knows
 //! about gRPC, storage or networking.
 
+pub mod aggregate;
 pub mod decision;
 pub mod entry;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod purpose;
 pub mod read;
 pub mod tx;
 
+pub use aggregate::{AggregateScope, Cohort};
 pub use decision::{Decision, DecisionReason};
 pub use entry::{EntryKind, LedgerEntry};
 pub use error::FieldError;

@@ -13,6 +13,7 @@ use custos_proto::ledger::v1 as pb;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::{AggregateScope, MAX_AGGREGATE_SCOPE_BYTES};
 use crate::decision::DecisionReason;
 use crate::error::{FieldError, Within, required};
 use crate::ids::{
@@ -79,6 +80,32 @@ pub struct RequestAccess {
     pub justification_digest: Option<Hash>,
     /// Predicate or aggregate query, serialized.
     pub query: Vec<u8>,
+}
+
+impl RequestAccess {
+    /// An aggregate request over `scope` for `purpose`: mode aggregate, the scope's cohort id as
+    /// the record id, the serialized scope as the query.
+    pub fn aggregate(scope: &AggregateScope, purpose: Purpose) -> Self {
+        RequestAccess {
+            record_id: scope.cohort_id(),
+            purpose,
+            mode: AccessMode::Aggregate,
+            justification_digest: None,
+            query: scope.to_query(),
+        }
+    }
+
+    /// The validated scope of an aggregate request (`None` for other modes): the query must
+    /// decode as an `AggregateScope` and the record id must be its cohort id. Fields are named
+    /// relative to the request (`query.text`, `record_id`).
+    pub fn aggregate_scope(&self) -> Result<Option<AggregateScope>, FieldError> {
+        if self.mode != AccessMode::Aggregate {
+            return Ok(None);
+        }
+        let scope = AggregateScope::from_query(&self.query).within("query")?;
+        scope.check_record_id(&self.record_id)?;
+        Ok(Some(scope))
+    }
 }
 
 /// Confirms a release.
@@ -276,13 +303,19 @@ impl TryFrom<pb::TransactionBody> for TransactionBody {
             })()
             .within("register_delegate")?,
             Kind::RequestAccess(r) => (|| {
-                if r.query.len() > MAX_QUERY_BYTES {
+                // An aggregate scope is the query text plus its custodian and category.
+                let bound = if r.mode == AccessMode::Aggregate.to_wire() {
+                    MAX_AGGREGATE_SCOPE_BYTES
+                } else {
+                    MAX_QUERY_BYTES
+                };
+                if r.query.len() > bound {
                     return Err(FieldError::new(
                         "query",
-                        format!("at most {MAX_QUERY_BYTES} bytes, got {}", r.query.len()),
+                        format!("at most {bound} bytes, got {}", r.query.len()),
                     ));
                 }
-                Ok(TxKind::RequestAccess(RequestAccess {
+                let request = RequestAccess {
                     record_id: RecordId::from_field(&r.record_id, "record_id")?,
                     purpose: Purpose::parse(&r.purpose)
                         .map_err(|e| FieldError::new("purpose", e.to_string()))?,
@@ -292,7 +325,9 @@ impl TryFrom<pb::TransactionBody> for TransactionBody {
                         "justification_digest",
                     )?,
                     query: r.query,
-                }))
+                };
+                request.aggregate_scope()?;
+                Ok(TxKind::RequestAccess(request))
             })()
             .within("request_access")?,
             Kind::ConfirmRelease(c) => (|| {

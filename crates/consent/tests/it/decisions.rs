@@ -151,10 +151,19 @@ fn a_consent_without_the_requested_mode_denies_with_mode_not_covered() {
             .reason,
         DecisionReason::Consent
     );
+    // In mode aggregate the record enters the cohort of its custodian's lab records.
+    let scope = custos_types::AggregateScope {
+        custodian: party(&c.hospital),
+        category: category("lab"),
+        text: "COUNT".into(),
+    };
+    let d = l.request(
+        &c.insurer,
+        custos_types::tx::RequestAccess::aggregate(&scope, purpose("HRESCH")),
+    );
     assert_eq!(
-        l.ask(&c.insurer, alice_lab(), "HRESCH", AccessMode::Aggregate)
-            .reason,
-        DecisionReason::Consent
+        l.sm.cohort(&d.request_id).map(|c| c.records.clone()),
+        Some(vec![alice_lab()])
     );
     let d = l.ask(&c.insurer, alice_lab(), "HRESCH", RAW);
     assert_eq!(

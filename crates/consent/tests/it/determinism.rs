@@ -6,7 +6,7 @@ use custos_consent::{BlockContext, StateMachine, TxError};
 use custos_crypto::SigningKeyPair;
 use custos_types::tx::{ConfirmRelease, RegisterDelegate, RequestAccess};
 use custos_types::{
-    AccessMode, ConsentId, EntryKind, Height, PartyId, RecordId, RequestId, Scope,
+    AccessMode, AggregateScope, ConsentId, EntryKind, Height, PartyId, RecordId, RequestId, Scope,
     SignedTransaction, Timestamp, TxKind,
 };
 use proptest::prelude::*;
@@ -14,6 +14,28 @@ use proptest::prelude::*;
 use crate::fixture::*;
 
 type Items = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// An aggregate request asks about its record's custodian and category (the hospital's lab
+/// records for an unknown record), so that random blocks hold well-formed aggregate requests.
+fn as_aggregate(sm: &StateMachine, request: RequestAccess, hospital: PartyId) -> RequestAccess {
+    if request.mode != AccessMode::Aggregate {
+        return request;
+    }
+    let (custodian, category) = sm
+        .record(&request.record_id)
+        .map_or((hospital, category("lab")), |r| {
+            (r.custodian, r.category.clone())
+        });
+    let scope = AggregateScope {
+        custodian,
+        category,
+        text: "COUNT".into(),
+    };
+    RequestAccess {
+        justification_digest: request.justification_digest,
+        ..RequestAccess::aggregate(&scope, request.purpose)
+    }
+}
 
 fn items_of(sm: &StateMachine) -> Items {
     sm.items().into_iter().collect()
@@ -467,6 +489,7 @@ fn materialize(
         } => {
             let mut request = access(pool[record], PURPOSES[purpose], MODES[mode]);
             request.justification_digest = justified.then(|| digest("emergency"));
+            let request = as_aggregate(sm, request, party(actors[0]));
             signed(actors[by], TxKind::RequestAccess(request))
         }
         Op::Use {
@@ -509,6 +532,7 @@ fn materialize(
                 mode,
                 ..access(record_id, "TREAT", AccessMode::Raw)
             };
+            let request = as_aggregate(sm, request, party(actors[0]));
             signed(requester, TxKind::RequestAccess(request))
         }
         Op::Release { by, pick: i } => {

@@ -3,6 +3,7 @@
 //! Each module drives the state machine through scenarios built with [`fixture`]; test names
 //! read as the rule they check.
 
+mod aggregate;
 mod authority;
 mod break_glass;
 mod decisions;

@@ -5,13 +5,22 @@
 //! an explicit decision about the state encoding (every existing chain's roots change with it):
 //! bump `STATE_ENCODING_VERSION` or plan a migration, then update the pin in the same change.
 
-use custos_types::{AccessMode, DecisionReason, Timestamp};
+use custos_types::tx::RequestAccess;
+use custos_types::{AccessMode, AggregateScope, DecisionReason, Timestamp};
 
 use crate::fixture::*;
 
-// Changed on purpose when the validator set and its history entered the state (governance), and
-// again when a request's state came to record its purpose and mode (vault refusal reports).
-const PINNED_ROOT: &str = "d1730e7acce0d371bbb24269bd5523103901e1e1186dcef8d1be6d1e98a222cf";
+// Changed on purpose when the validator set and its history entered the state (governance),
+// again when a request's state came to record its purpose and mode (vault refusal reports), and
+// again when every registered record gained a (custodian, category, record) index key that
+// aggregate decisions scan (aggregate queries, issue 7). Existing keys and values kept their
+// encodings; chains started before that change do not replay under it.
+const PINNED_ROOT: &str = "6c8ec087f4e764c64a871fe2a6bf26da3f619e350fe2f8d5b6583d0f6a695252";
+
+// The fixed scenario followed by an aggregate request whose decision fixes a cohort of alice's and
+// bob's lab records: pins the cohort key and value (32 bytes of state per member).
+const PINNED_AGGREGATE_ROOT: &str =
+    "4b0f4e366aef6aa2ead3cdf0a19070f28681f6dc48d6d371cdd1da06eb4b26ae";
 
 #[test]
 fn the_state_root_after_a_fixed_scenario_is_pinned() {
@@ -45,4 +54,34 @@ fn the_state_root_after_a_fixed_scenario_is_pinned() {
     l.apply(&c.bob, erase(bob_lab(), false));
     l.next_block();
     assert_eq!(l.sm.root().to_hex(), PINNED_ROOT);
+}
+
+#[test]
+fn the_state_root_after_an_aggregate_decision_is_pinned() {
+    let (mut l, c) = scene();
+    for patient in [&c.alice, &c.bob] {
+        l.grant(
+            patient,
+            consent(
+                party(patient),
+                party(&c.insurer),
+                &["HRESCH"],
+                &[AccessMode::Aggregate],
+            ),
+        );
+    }
+    l.next_block();
+    let scope = AggregateScope {
+        custodian: party(&c.hospital),
+        category: category("lab"),
+        text: "COUNT WHERE age >= 40".into(),
+    };
+    let d = l.request(
+        &c.insurer,
+        RequestAccess::aggregate(&scope, purpose("HRESCH")),
+    );
+    assert_eq!(d.reason, DecisionReason::CohortTooSmall);
+    assert_eq!(d.cohort.map(|c| c.size), Some(2));
+    l.next_block();
+    assert_eq!(l.sm.root().to_hex(), PINNED_AGGREGATE_ROOT);
 }

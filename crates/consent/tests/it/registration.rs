@@ -107,7 +107,7 @@ fn a_non_patient_party_needs_cosignatures_of_two_thirds_of_the_members() {
     );
     assert_eq!(l.sm.members().len(), 3);
     // A registered partner may now ask for access.
-    let d = l.ask(&newcomer, alice_lab(), "HRESCH", AccessMode::Aggregate);
+    let d = l.ask(&newcomer, alice_lab(), "HRESCH", AccessMode::Predicate);
     assert_eq!(d.reason, custos_types::DecisionReason::NoConsent);
 }
 

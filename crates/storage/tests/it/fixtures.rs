@@ -7,8 +7,8 @@ use custos_crypto::{Hash, SecretKey, SigningKeyPair, sha256};
 use custos_ledger::{BlockHeader, CommitCertificate};
 use custos_storage::{BlockWrite, StoredBlock};
 use custos_types::{
-    AccessMode, ConsentId, Decision, DecisionReason, Height, PartyId, Purpose, RecordId, RequestId,
-    Timestamp, TxId,
+    AccessMode, Cohort, ConsentId, Decision, DecisionReason, Height, PartyId, Purpose, RecordId,
+    RequestId, Timestamp, TxId,
 };
 
 pub(crate) const PURPOSES: [&str; 5] = ["TREAT", "ETREAT", "HPAYMT", "HMARKT", "HRESCH"];
@@ -159,18 +159,26 @@ pub(crate) fn decision(n: u64, time: i64) -> Decision {
         1 | 3 => DecisionReason::Consent,
         _ => DecisionReason::NoConsent,
     };
+    let mode = MODES[(n % 3) as usize];
     Decision {
         request_id: request(n),
         requester: party(1 + (n % 4) as u8),
         record_id: record(record_no),
         patient: (record_no != 5).then(|| party(10 + record_no % 3)),
         purpose: purpose((n / 2) as usize),
-        mode: MODES[(n % 3) as usize],
+        mode,
         reason,
         consent_id: (reason == DecisionReason::Consent).then(|| ConsentId(sha256(&[n as u8]))),
         break_glass: reason == DecisionReason::BreakGlass,
         height: Height(0),
         time: Timestamp(time),
+        // A granted aggregate decision always fixes its cohort.
+        cohort: (mode == AccessMode::Aggregate && reason == DecisionReason::Consent).then(|| {
+            Cohort {
+                root: sha256(&[n as u8, 0xc0]),
+                size: 10,
+            }
+        }),
     }
 }
 

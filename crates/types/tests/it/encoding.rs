@@ -61,6 +61,7 @@ fn the_ledger_entry_encoding_is_pinned_and_round_trips() {
         break_glass: false,
         height: Height(3),
         time: Timestamp(1_750_000_000_000),
+        cohort: None,
     };
     let entries = [
         LedgerEntry {

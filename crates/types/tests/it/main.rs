@@ -1,5 +1,6 @@
 //! Integration tests of `custos-types`.
 
+mod aggregate;
 mod purpose_hl7;
 
 mod encoding;

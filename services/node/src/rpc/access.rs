@@ -3,7 +3,9 @@
 use custos_proto::access::v1 as pb;
 use custos_proto::access::v1::access_service_server::AccessService;
 use custos_proto::ledger::v1 as ledger_pb;
-use custos_types::{EntryKind, FieldError, LedgerEntry, RequestId, SignedTransaction, TxKind};
+use custos_types::{
+    AccessMode, EntryKind, FieldError, LedgerEntry, RequestId, SignedTransaction, TxKind,
+};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -45,6 +47,91 @@ pub fn decision_response(
     })
 }
 
+/// Most record ids one `GetCohort` page holds: 65,536 ids of 34 bytes on the wire (about
+/// 2.2 MiB) stay under gRPC's default 4 MiB message size.
+pub const MAX_COHORT_PAGE: usize = 65_536;
+
+/// One page of an aggregate request's cohort with its proven decision and the request.
+pub fn cohort_response(
+    ctx: &NodeContext,
+    request: &RequestId,
+    offset: u64,
+    limit: u32,
+) -> Result<pb::CohortResponse, Status> {
+    let decided = decision_response(ctx, request)?;
+    let decision = decided
+        .decision
+        .as_ref()
+        .ok_or_else(|| internal("a decision response without its decision"))?;
+    if decision.mode != AccessMode::Aggregate.to_wire() {
+        return Err(Status::failed_precondition(format!(
+            "request_id: request {} is not an aggregate request",
+            request.short()
+        )));
+    }
+    let limit = match limit as usize {
+        0 => MAX_COHORT_PAGE,
+        n => n.min(MAX_COHORT_PAGE),
+    };
+    let page = ctx.core.with_state(|s| {
+        s.cohort(request).map(|c| {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(c.records.len());
+            let end = start.saturating_add(limit).min(c.records.len());
+            let ids: Vec<Vec<u8>> = c.records[start..end].iter().map(|r| r.to_vec()).collect();
+            (start as u64, end as u64, ids)
+        })
+    });
+    let Some((start, end, record_ids)) = page else {
+        return Err(Status::failed_precondition(format!(
+            "request_id: aggregate request {} was denied before its cohort was fixed",
+            request.short()
+        )));
+    };
+    if start != offset {
+        return Err(Status::out_of_range(format!(
+            "offset: the cohort has {start} ids, got offset {offset}"
+        )));
+    }
+    let index = decided
+        .proven
+        .as_ref()
+        .map(|p| p.index)
+        .ok_or_else(|| internal("a decision response without its proof"))?;
+    Ok(pb::CohortResponse {
+        request: Some(request_transaction(ctx, request, index)?),
+        decision: decided.decision,
+        proven: decided.proven,
+        offset: start,
+        record_ids,
+        next_offset: end,
+    })
+}
+
+/// The request transaction of the decision at log `index`: the entry just before it.
+fn request_transaction(
+    ctx: &NodeContext,
+    request: &RequestId,
+    index: u64,
+) -> Result<ledger_pb::SignedTransaction, Status> {
+    let (bytes, _) = index
+        .checked_sub(1)
+        .map(|i| ctx.core.store().entry(i))
+        .transpose()
+        .map_err(internal)?
+        .flatten()
+        .ok_or_else(|| internal(format!("no request entry before decision {index}")))?;
+    let entry = LedgerEntry::from_bytes(&bytes).map_err(internal)?;
+    match entry.kind {
+        EntryKind::Transaction(tx) if tx.id().0 == request.0 => Ok(tx.to_wire()),
+        _ => Err(internal(format!(
+            "entry before decision {index} is not request {}",
+            request.short()
+        ))),
+    }
+}
+
 #[tonic::async_trait]
 impl AccessService for AccessRpc {
     #[instrument(name = "access.request", skip_all)]
@@ -76,5 +163,16 @@ impl AccessService for AccessRpc {
         let id = RequestId::from_field(&request.into_inner().request_id, "request_id")
             .map_err(|e| field_status(e, "get decision"))?;
         decision_response(&self.ctx, &id).map(Response::new)
+    }
+
+    #[instrument(name = "access.cohort", skip_all)]
+    async fn get_cohort(
+        &self,
+        request: Request<pb::GetCohortRequest>,
+    ) -> Result<Response<pb::CohortResponse>, Status> {
+        let wire = request.into_inner();
+        let id = RequestId::from_field(&wire.request_id, "request_id")
+            .map_err(|e| field_status(e, "get cohort"))?;
+        cohort_response(&self.ctx, &id, wire.offset, wire.limit).map(Response::new)
     }
 }
