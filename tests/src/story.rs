@@ -37,7 +37,12 @@ pub async fn audit_story(net: &TestNet) -> anyhow::Result<AuditStory> {
     let record = net.register_record(patient).await?;
     let other_record = net.register_record(&net.patients[1]).await?;
     let consent = net
-        .grant(patient, &net.insurer, &[Purpose::HPAYMT], &[AccessMode::Raw])
+        .grant(
+            patient,
+            &net.insurer,
+            &[Purpose::HPAYMT],
+            &[AccessMode::Raw],
+        )
         .await?;
     let mut decisions = Vec::new();
     let d = &mut decisions;
@@ -53,7 +58,13 @@ pub async fn audit_story(net: &TestNet) -> anyhow::Result<AuditStory> {
     .await?;
     // The advertiser tries three times for marketing: a spike of denials.
     for _ in 0..3 {
-        ask(net, d, &net.advertiser, raw_request(record, Purpose::HMARKT)).await?;
+        ask(
+            net,
+            d,
+            &net.advertiser,
+            raw_request(record, Purpose::HMARKT),
+        )
+        .await?;
     }
     net.submit(patient, TxKind::RevokeConsent(consent)).await?;
     ask(net, d, &net.insurer, raw_request(record, Purpose::HPAYMT)).await?;
@@ -62,7 +73,13 @@ pub async fn audit_story(net: &TestNet) -> anyhow::Result<AuditStory> {
     emergency.justification_digest = Some(Hash(random32()));
     ask(net, d, &net.hospital, emergency).await?;
     // The insurer for the second patient: no consent.
-    ask(net, d, &net.insurer, raw_request(other_record, Purpose::HPAYMT)).await?;
+    ask(
+        net,
+        d,
+        &net.insurer,
+        raw_request(other_record, Purpose::HPAYMT),
+    )
+    .await?;
     Ok(AuditStory {
         record,
         other_record,

@@ -118,7 +118,10 @@ async fn the_stream_sends_matching_entries_then_new_ones_as_blocks_commit_under_
         .unwrap();
     let live = net
         .client
-        .request_access(&net.insurer, raw_request(story.record, Purpose::parse("COVAUTH").unwrap()))
+        .request_access(
+            &net.insurer,
+            raw_request(story.record, Purpose::parse("COVAUTH").unwrap()),
+        )
         .await
         .unwrap();
     let entry = bounded("the live entry", stream.next())
@@ -137,13 +140,10 @@ async fn the_stream_sends_matching_entries_then_new_ones_as_blocks_commit_under_
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exported_bundle_verifies_offline_and_each_tampering_is_named() {
     let (net, story) = net_with_story().await;
-    let bundle = bounded(
-        "exporting",
-        net.client.export_bundle(&net.auditor, 0, 0),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let bundle = bounded("exporting", net.client.export_bundle(&net.auditor, 0, 0))
+        .await
+        .unwrap()
+        .unwrap();
     let verified = verify_bundle(&net.genesis, &bundle).unwrap();
     assert_eq!(verified.first_index, 0);
     assert_eq!(verified.decisions(), story.decisions.len());
@@ -157,7 +157,11 @@ async fn an_exported_bundle_verifies_offline_and_each_tampering_is_named() {
         .find(|b| !b.entries.is_empty())
         .unwrap()
         .height;
-    let part = net.client.export_bundle(&net.auditor, busy, tip).await.unwrap();
+    let part = net
+        .client
+        .export_bundle(&net.auditor, busy, tip)
+        .await
+        .unwrap();
     let part_verified = verify_bundle(&net.genesis, &part).unwrap();
     assert!(part_verified.first_index > 0);
 
@@ -190,7 +194,10 @@ async fn an_exported_bundle_verifies_offline_and_each_tampering_is_named() {
         .as_mut()
         .unwrap();
     h.time_ms += 1;
-    expect(&header_changed, &[&format!("header {height}"), "certificate"]);
+    expect(
+        &header_changed,
+        &[&format!("header {height}"), "certificate"],
+    );
 
     let mut stripped = bundle.clone();
     stripped.headers[2].certificate = None;
@@ -225,7 +232,10 @@ async fn the_monitor_advances_its_checkpoint_and_alarms_on_a_rewritten_log_or_ch
     let second = watch_once(&net.client, &net.genesis, Some(&first.checkpoint))
         .await
         .unwrap();
-    assert!(second.consistency_checked, "the log grew: a consistency proof");
+    assert!(
+        second.consistency_checked,
+        "the log grew: a consistency proof"
+    );
     assert!(second.checkpoint.log_size > first.checkpoint.log_size);
 
     let alarm = |cp: custos_client::monitor::Checkpoint| {
@@ -270,7 +280,10 @@ async fn patients_and_partners_reach_only_their_own_history_in_every_audit_metho
         net.client.export_fhir_audit_events(bob, &of(alice)).await,
     ));
     denied(status_of(
-        net.client.stream_access_log(bob, &of(alice)).await.map(|_| ()),
+        net.client
+            .stream_access_log(bob, &of(alice))
+            .await
+            .map(|_| ()),
     ));
     // Alice's own export names only her records' decisions.
     let csv = net.client.export_csv(alice, &of(alice)).await.unwrap();
@@ -292,7 +305,10 @@ async fn patients_and_partners_reach_only_their_own_history_in_every_audit_metho
         .await
         .unwrap();
     let insurer = party(&net.insurer).to_vec();
-    assert!(own.iter().all(|e| e.decision.as_ref().unwrap().requester == insurer));
+    assert!(
+        own.iter()
+            .all(|e| e.decision.as_ref().unwrap().requester == insurer)
+    );
     let s = status_of(net.client.export_bundle(&net.insurer, 0, 0).await);
     assert_eq!(s.code(), Code::PermissionDenied);
     net.stop().await.unwrap();
@@ -304,7 +320,11 @@ async fn bad_audit_queries_are_refused_naming_the_field_and_change_nothing() {
     let before = net.snapshot().await.unwrap();
     let refused = |s: tonic::Status, field: &str| {
         assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
-        assert!(s.message().contains(field), "`{}` should name {field}", s.message());
+        assert!(
+            s.message().contains(field),
+            "`{}` should name {field}",
+            s.message()
+        );
     };
     let q = |f: &dyn Fn(&mut audit_pb::AccessLogQuery)| {
         let mut q = audit_pb::AccessLogQuery::default();
@@ -314,19 +334,33 @@ async fn bad_audit_queries_are_refused_naming_the_field_and_change_nothing() {
     let auditor = &net.auditor;
     for (query, field) in [
         (q(&|q| q.cursor = vec![1, 2, 3]), "query.cursor"),
-        (q(&|q| q.cursor = u64::MAX.to_be_bytes().to_vec()), "query.cursor"),
+        (
+            q(&|q| q.cursor = u64::MAX.to_be_bytes().to_vec()),
+            "query.cursor",
+        ),
         (q(&|q| q.page_size = 501), "query.page_size"),
         (q(&|q| q.decision = 7), "query.decision"),
         (q(&|q| q.purpose = "NOSUCH".into()), "query.purpose"),
         (q(&|q| q.patient = vec![1; 5]), "query.patient"),
         (q(&|q| q.mode = 42), "query.mode"),
     ] {
-        refused(status_of(net.client.access_log(auditor, &query).await), field);
         refused(
-            status_of(net.client.stream_access_log(auditor, &query).await.map(|_| ())),
+            status_of(net.client.access_log(auditor, &query).await),
             field,
         );
-        refused(status_of(net.client.export_csv(auditor, &query).await), field);
+        refused(
+            status_of(
+                net.client
+                    .stream_access_log(auditor, &query)
+                    .await
+                    .map(|_| ()),
+            ),
+            field,
+        );
+        refused(
+            status_of(net.client.export_csv(auditor, &query).await),
+            field,
+        );
     }
     refused(
         status_of(net.client.export_bundle(auditor, 0, 1_000_000).await),
@@ -361,7 +395,10 @@ async fn reports_count_the_log_flag_what_needs_review_and_account_for_disclosure
         .unwrap();
     assert_eq!(csv.lines().count(), story.decisions.len() + 1);
     assert!(csv.starts_with(&report::CSV_COLUMNS.join(",")));
-    assert!(csv.contains("acme-insurance") && csv.contains(",HMARKT,"), "{csv}");
+    assert!(
+        csv.contains("acme-insurance") && csv.contains(",HMARKT,"),
+        "{csv}"
+    );
 
     let settings = FlagSettings {
         denial_threshold: 3,

@@ -115,7 +115,10 @@ async fn the_dashboard_verifies_the_chain_itself_and_shows_the_same_counts_as_th
     // Without the token the API refuses.
     let plain = format!("http://{}/api/log", dashboard.addr);
     let unauthorized = Command::new("node")
-        .args(["-e", &format!("fetch('{plain}').then(r => console.log(r.status))")])
+        .args([
+            "-e",
+            &format!("fetch('{plain}').then(r => console.log(r.status))"),
+        ])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&unauthorized.stdout).trim(), "401");
@@ -145,9 +148,15 @@ async fn the_dashboard_verifies_the_chain_itself_and_shows_the_same_counts_as_th
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
     let chain = seen["chain"].as_str().unwrap();
-    assert!(chain.starts_with("Chain verified in this browser"), "{chain}");
     assert!(
-        seen["genesis"].as_str().unwrap().contains("matches the pinned hash"),
+        chain.starts_with("Chain verified in this browser"),
+        "{chain}"
+    );
+    assert!(
+        seen["genesis"]
+            .as_str()
+            .unwrap()
+            .contains("matches the pinned hash"),
         "{seen}"
     );
 
@@ -173,7 +182,10 @@ async fn the_dashboard_verifies_the_chain_itself_and_shows_the_same_counts_as_th
     assert_eq!(seen["denied"], denied, "{seen}");
     assert_eq!(seen["hpaymt"], hpaymt, "{seen}");
     assert_eq!(seen["breakGlass"], 1);
-    assert!(seen["bars"].as_u64().unwrap() > 0, "the purpose chart is drawn");
+    assert!(
+        seen["bars"].as_u64().unwrap() > 0,
+        "the purpose chart is drawn"
+    );
     let proof = seen["proof"].as_str().unwrap();
     assert!(
         proof.starts_with("inclusion proof verified in this browser"),
@@ -181,7 +193,10 @@ async fn the_dashboard_verifies_the_chain_itself_and_shows_the_same_counts_as_th
     );
     assert!(seen["detail"].as_str().unwrap().contains("HPAYMT"));
     let bad_chain = seen["badChain"].as_str().unwrap();
-    assert!(bad_chain.starts_with("CHAIN VERIFICATION FAILED"), "{bad_chain}");
+    assert!(
+        bad_chain.starts_with("CHAIN VERIFICATION FAILED"),
+        "{bad_chain}"
+    );
     assert!(shot.exists(), "screenshot at {}", shot.display());
     net.stop().await.unwrap();
 }

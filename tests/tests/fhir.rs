@@ -24,9 +24,9 @@ fn fhir_python() -> PathBuf {
         return python;
     }
     let run = |cmd: &mut Command, what: &str| {
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("{what}: cannot run: {e} (Python 3 with venv and pip is required)"));
+        let out = cmd.output().unwrap_or_else(|e| {
+            panic!("{what}: cannot run: {e} (Python 3 with venv and pip is required)")
+        });
         assert!(
             out.status.success(),
             "{what} failed; the FHIR validation needs {FHIR_RESOURCES} from PyPI:\n{}\n{}",
@@ -39,7 +39,14 @@ fn fhir_python() -> PathBuf {
         "python3 -m venv",
     );
     run(
-        Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", FHIR_RESOURCES]),
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            FHIR_RESOURCES,
+        ]),
         "pip install fhir.resources",
     );
     std::fs::write(&ready, "").expect("mark the venv ready");
@@ -68,7 +75,11 @@ fn validate(python: &Path, dir: &Path, name: &str, json: &str) -> usize {
     std::fs::write(&file, json).unwrap();
     let script = dir.join("validate.py");
     std::fs::write(&script, VALIDATE).unwrap();
-    let out = Command::new(python).arg(&script).arg(&file).output().unwrap();
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "fhir.resources refused {name}:\n{}",
@@ -144,7 +155,10 @@ async fn fhir_audit_events_and_consents_validate_with_fhir_resources_and_carry_t
     let consents: Value = serde_json::from_str(&consents).unwrap();
     let consent = &consents["entry"][0]["resource"];
     assert_eq!(consent["status"], "inactive", "the story revoked it");
-    assert_eq!(consent["patient"]["identifier"]["value"], party(alice).to_hex());
+    assert_eq!(
+        consent["patient"]["identifier"]["value"],
+        party(alice).to_hex()
+    );
     assert_eq!(consent["provision"]["purpose"][0]["code"], "HPAYMT");
     assert_eq!(
         consent["provision"]["actor"][0]["reference"]["identifier"]["value"],

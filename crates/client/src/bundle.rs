@@ -154,9 +154,8 @@ pub fn verify_bundle(
             Hash::from_slice(h).map_err(|e| BundleError::Frontier(format!("root {i}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut frontier = Frontier::from_roots(start_size, &roots, &start_root).map_err(|e| {
-        BundleError::Frontier(format!("{e} (the log root of header {})", from - 1))
-    })?;
+    let mut frontier = Frontier::from_roots(start_size, &roots, &start_root)
+        .map_err(|e| BundleError::Frontier(format!("{e} (the log root of header {})", from - 1)))?;
 
     if bundle.blocks.len() as u64 != to - from + 1 {
         return Err(BundleError::Range(format!(

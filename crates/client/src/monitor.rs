@@ -136,8 +136,8 @@ pub async fn watch_once(
         }
         // The checkpoint's header must still be in the chain, byte for byte.
         let again = header(client, cp.height).await?;
-        let (h, _) = parse_signed_header(&again)
-            .map_err(|e| alarm(format!("header {}: {e}", cp.height)))?;
+        let (h, _) =
+            parse_signed_header(&again).map_err(|e| alarm(format!("header {}: {e}", cp.height)))?;
         if h.hash() != *header_hash {
             return Err(alarm(format!(
                 "header {} now hashes to {}, the checkpoint verified {}: the chain was rewritten \

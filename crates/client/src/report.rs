@@ -91,8 +91,8 @@ impl AuditRow {
             index,
             reason,
         };
-        let decoded = LedgerEntry::from_bytes(&proven.entry)
-            .map_err(|e| bad(proven.index, e.to_string()))?;
+        let decoded =
+            LedgerEntry::from_bytes(&proven.entry).map_err(|e| bad(proven.index, e.to_string()))?;
         let EntryKind::Decision(decision) = decoded.kind else {
             return Err(bad(proven.index, "is not a decision".into()));
         };
@@ -210,7 +210,12 @@ pub const CSV_COLUMNS: &[&str] = &[
 
 /// The access log as CSV (RFC 4180, CRLF line ends), one decision a line, with [`CSV_COLUMNS`].
 pub fn csv(rows: &[AuditRow], directory: &Directory) -> String {
-    let mut out = csv_line(&CSV_COLUMNS.iter().map(|c| c.to_string()).collect::<Vec<_>>());
+    let mut out = csv_line(
+        &CSV_COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>(),
+    );
     for row in rows {
         let d = &row.decision;
         out.push_str(&csv_line(&[

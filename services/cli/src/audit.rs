@@ -252,8 +252,9 @@ async fn directory(client: &Client, rows: &[AuditRow]) -> Directory {
 
 fn write_or_print(out: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
     match out {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display())),
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
         None => {
             print!("{text}");
             Ok(())
@@ -463,15 +464,17 @@ pub(crate) async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
             let genesis = custos_node::load_genesis(&genesis)?;
             let client = Client::connect(&node).await?;
             loop {
-                let previous: Option<monitor::Checkpoint> = match std::fs::read_to_string(&checkpoint) {
-                    Ok(text) => Some(serde_json::from_str(&text).with_context(|| {
-                        format!("{} is not a checkpoint", checkpoint.display())
-                    })?),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => {
-                        return Err(e).with_context(|| format!("cannot read {}", checkpoint.display()));
-                    }
-                };
+                let previous: Option<monitor::Checkpoint> =
+                    match std::fs::read_to_string(&checkpoint) {
+                        Ok(text) => Some(serde_json::from_str(&text).with_context(|| {
+                            format!("{} is not a checkpoint", checkpoint.display())
+                        })?),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("cannot read {}", checkpoint.display()));
+                        }
+                    };
                 let step = monitor::watch_once(&client, &genesis, previous.as_ref()).await?;
                 let text = serde_json::to_string_pretty(&step.checkpoint)?;
                 std::fs::write(&checkpoint, text)
@@ -551,7 +554,11 @@ pub(crate) async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
                         "accounting of disclosures for patient {} ({} entries{})",
                         patient.short(),
                         list.len(),
-                        if verified { ", each verified against the genesis" } else { ", not verified: pass --genesis" }
+                        if verified {
+                            ", each verified against the genesis"
+                        } else {
+                            ", not verified: pass --genesis"
+                        }
                     );
                     print!("{}", report::disclosures_text(&list));
                 }
@@ -606,7 +613,8 @@ pub(crate) async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
                 None => PartyId(keys.public()),
             };
             let json = client.export_fhir_consents(&keys, patient, all).await?;
-            let pretty = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&json)?)?;
+            let pretty =
+                serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&json)?)?;
             write_or_print(path.as_ref(), &(pretty + "\n"))?;
         }
     }

@@ -289,18 +289,28 @@ fn main() {
     // Offline verification: a bundle of the last 100k entries (or all), and headers only.
     let range_blocks = (100_000 / PER_BLOCK).min(blocks);
     let from = blocks - range_blocks + 1;
-    let start = store.header(from - 1).expect("h").map_or(0, |h| h.0.log_size);
+    let start = store
+        .header(from - 1)
+        .expect("h")
+        .map_or(0, |h| h.0.log_size);
     let frontier = tree.frontier(start).expect("frontier");
     let t = Instant::now();
-    let bundle = build_bundle(&store, chain, &|_| set.clone(), &frontier, from, blocks)
-        .expect("bundle");
+    let bundle =
+        build_bundle(&store, chain, &|_| set.clone(), &frontier, from, blocks).expect("bundle");
     let build_bundle_s = t.elapsed().as_secs_f64();
     let bytes = bundle.encode_to_vec();
     let t = Instant::now();
     let verified = verify_bundle(&genesis, &bundle).expect("verifies");
     let verify_s = t.elapsed().as_secs_f64();
-    let headers_only = build_bundle(&store, chain, &|_| set.clone(), &tree.frontier(tree.len() - PER_BLOCK).expect("f"), blocks, blocks)
-        .expect("bundle");
+    let headers_only = build_bundle(
+        &store,
+        chain,
+        &|_| set.clone(),
+        &tree.frontier(tree.len() - PER_BLOCK).expect("f"),
+        blocks,
+        blocks,
+    )
+    .expect("bundle");
     let t = Instant::now();
     verify_bundle(&genesis, &headers_only).expect("verifies");
     let headers_s = t.elapsed().as_secs_f64();

@@ -144,7 +144,10 @@ async fn status(State(dash): State<Dash>, h: HeaderMap) -> ApiResult {
     })))
 }
 
-fn number(params: &BTreeMap<String, String>, name: &str) -> Result<Option<u64>, (StatusCode, String)> {
+fn number(
+    params: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<u64>, (StatusCode, String)> {
     params
         .get(name)
         .filter(|v| !v.is_empty())
@@ -193,7 +196,9 @@ async fn headers(
 }
 
 /// The query of `/api/log` as an access-log query (same fields, hex for ids).
-fn log_query(params: &BTreeMap<String, String>) -> Result<audit_pb::AccessLogQuery, (StatusCode, String)> {
+fn log_query(
+    params: &BTreeMap<String, String>,
+) -> Result<audit_pb::AccessLogQuery, (StatusCode, String)> {
     let get = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
     let hex_field = |name: &str| -> Result<Vec<u8>, (StatusCode, String)> {
         hex::decode(get(name)).map_err(|e| bad(name, e))
@@ -208,7 +213,12 @@ fn log_query(params: &BTreeMap<String, String>) -> Result<audit_pb::AccessLogQue
         "" | "any" => audit_pb::Decision::Any,
         "granted" => audit_pb::Decision::Granted,
         "denied" => audit_pb::Decision::Denied,
-        d => return Err(bad("decision", format!("`{d}` is not any, granted or denied"))),
+        d => {
+            return Err(bad(
+                "decision",
+                format!("`{d}` is not any, granted or denied"),
+            ));
+        }
     } as i32;
     let time = |name: &str| -> Result<i64, (StatusCode, String)> {
         match get(name) {
@@ -228,7 +238,9 @@ fn log_query(params: &BTreeMap<String, String>) -> Result<audit_pb::AccessLogQue
         from_ms: time("from_ms")?,
         to_ms: time("to_ms")?,
         cursor: hex_field("cursor")?,
-        page_size: number(params, "page_size")?.unwrap_or(0).min(u64::from(u32::MAX)) as u32,
+        page_size: number(params, "page_size")?
+            .unwrap_or(0)
+            .min(u64::from(u32::MAX)) as u32,
     })
 }
 
@@ -254,7 +266,10 @@ async fn log(
     let to_status = |s: tonic::Status| (StatusCode::BAD_REQUEST, s.message().to_string());
     let filter = query_filter(&dash.ctx, &q).map_err(to_status)?;
     if q.page_size > MAX_PAGE {
-        return Err(bad("page_size", format!("at most {MAX_PAGE}, got {}", q.page_size)));
+        return Err(bad(
+            "page_size",
+            format!("at most {MAX_PAGE}, got {}", q.page_size),
+        ));
     }
     let limit = if q.page_size == 0 { 100 } else { q.page_size } as usize;
     let after = match q.cursor.len() {
