@@ -193,7 +193,8 @@ function readFields(bytes) {
 }
 const REASONS = { 1: 'consent', 2: 'owner', 3: 'break_glass', 10: 'no_consent', 11: 'revoked', 12: 'expired',
   13: 'not_yet_valid', 14: 'purpose_not_covered', 15: 'mode_not_covered', 16: 'unknown_record', 17: 'erased',
-  18: 'not_authorized', 19: 'break_glass_disabled', 20: 'justification_required' };
+  18: 'not_authorized', 19: 'break_glass_disabled', 20: 'justification_required', 30: 'vault_not_requester',
+  31: 'vault_unverified', 32: 'vault_not_finalized', 33: 'vault_refused' };
 const MODES = { 1: 'raw', 2: 'predicate', 3: 'aggregate' };
 function decodeDecision(entryBytes) {
   const top = readFields(entryBytes);
