@@ -2,6 +2,9 @@
 //! proofs under the block each entry sits in, the live stream, offline bundles and what
 //! tampering with them looks like, the transparency-log monitor, the reports and role checks.
 
+// The helpers below are test code too: a failed step should stop the test where it failed.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 
 use custos_client::bundle::verify_bundle;

@@ -4,6 +4,9 @@
 //! entry, checks that the page shows the same counts as the gRPC API, that a wrong genesis pin
 //! makes the page fail loudly, and saves a screenshot under the target dir.
 
+// The helpers below are test code too: a failed step should stop the test where it failed.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

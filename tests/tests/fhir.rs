@@ -5,6 +5,9 @@
 //! The test installs `fhir.resources` (pinned) into a virtual environment under the target dir
 //! the first time; if that fails, the test fails and says why.
 
+// The helpers below are test code too: a failed step should stop the test where it failed.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -103,8 +103,8 @@ fn main() {
         for i in 0..PER_BLOCK {
             let index = first + i;
             let r = mix(index);
-            let granted = r % 3 != 0;
-            let break_glass = granted && r % 997 == 0;
+            let granted = !r.is_multiple_of(3);
+            let break_glass = granted && r.is_multiple_of(997);
             let decision = Decision {
                 request_id: RequestId(id(1, index)),
                 requester: partners[(r % PARTNERS) as usize],
