@@ -23,6 +23,7 @@
 //! libp2p between them), for the fault scenarios of `tests/tests/bft.rs`.
 
 pub mod consortium;
+pub mod story;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -101,6 +102,15 @@ impl ChainSnapshot {
     }
 }
 
+/// How [`TestNet::start_with`] sets up the consortium.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetOptions {
+    /// Whether the consortium allows break-glass access.
+    pub break_glass: bool,
+    /// Whether the node serves the compliance dashboard (on a free loopback port).
+    pub dashboard: bool,
+}
+
 /// A one-node consortium with four organisations and some patients. See the crate docs.
 pub struct TestNet {
     /// The consortium's genesis, as written to the genesis file.
@@ -143,6 +153,11 @@ impl TestNet {
     /// Writes a fresh consortium, starts its node, connects a client and registers
     /// `patients` patients.
     pub async fn start(patients: usize) -> anyhow::Result<Self> {
+        Self::start_with(patients, NetOptions::default()).await
+    }
+
+    /// [`TestNet::start`] with options.
+    pub async fn start_with(patients: usize, options: NetOptions) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let validator = new_keys();
         let (hospital, insurer, advertiser, auditor) =
@@ -150,7 +165,10 @@ impl TestNet {
         let genesis = Genesis {
             chain_id: ChainId::parse(CHAIN_ID)?,
             genesis_time_ms: Timestamp::now().0,
-            parameters: Parameters::default(),
+            parameters: Parameters {
+                break_glass_enabled: options.break_glass,
+                ..Parameters::default()
+            },
             validators: vec![GenesisValidator {
                 public_key: party(&validator),
                 power: 1,
@@ -180,6 +198,9 @@ impl TestNet {
         }
         let mut config = NodeConfig::new(genesis_path, dir.path().join("data"), key_path);
         config.listen = "127.0.0.1:0".parse()?;
+        if options.dashboard {
+            config.dashboard_listen = Some("127.0.0.1:0".parse()?);
+        }
         let node = bounded("starting the node", custos_node::start(config.clone())).await??;
         let client = Self::connect(&node).await?;
         let mut net = TestNet {
@@ -215,6 +236,16 @@ impl TestNet {
     async fn connect(node: &RunningNode) -> anyhow::Result<Client> {
         let endpoint = format!("http://{}", node.addr);
         Ok(bounded("connecting", Client::connect(&endpoint)).await??)
+    }
+
+    /// The genesis file the node was started with.
+    pub fn genesis_path(&self) -> &std::path::Path {
+        &self.config.genesis
+    }
+
+    /// Where the running node's dashboard listens and its token (when started with one).
+    pub fn dashboard(&self) -> Option<custos_node::dashboard::DashboardInfo> {
+        self.node.as_ref().and_then(|n| n.dashboard.clone())
     }
 
     /// `http://ADDR` of the running node.

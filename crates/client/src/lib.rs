@@ -3,9 +3,14 @@
 //!
 //! [`Client`] is a thin typed wrapper over the generated gRPC clients that signs transactions
 //! and reads with a party's keys. [`verify`] checks what any node returns against the genesis
-//! validator set alone: a compromised node cannot make it accept a forged entry.
+//! validator set alone: a compromised node cannot make it accept a forged entry. [`bundle`]
+//! verifies exported audit bundles offline, [`monitor`] watches the log like a transparency-log
+//! monitor, and [`report`] renders the access log as CSV, FHIR and review reports.
 
+pub mod bundle;
 pub mod cohort;
+pub mod monitor;
+pub mod report;
 pub mod verify;
 
 use custos_crypto::PartyKeys;
@@ -45,6 +50,28 @@ pub enum ClientError {
     /// The node's answer is malformed.
     #[error("malformed answer: {0}")]
     Malformed(String),
+}
+
+/// Largest export the client accepts from a node (bundles, CSV, FHIR), in bytes.
+pub const MAX_EXPORT_BYTES: usize = 1 << 30;
+
+/// Full gRPC method names that signed reads name.
+pub mod methods {
+    /// `QueryAccessLog`.
+    pub const QUERY_ACCESS_LOG: &str = "/custos.audit.v1.AuditService/QueryAccessLog";
+    /// `StreamAccessLog`.
+    pub const STREAM_ACCESS_LOG: &str = "/custos.audit.v1.AuditService/StreamAccessLog";
+    /// `ExportBundle`.
+    pub const EXPORT_BUNDLE: &str = "/custos.audit.v1.AuditService/ExportBundle";
+    /// `ExportCsv`.
+    pub const EXPORT_CSV: &str = "/custos.audit.v1.AuditService/ExportCsv";
+    /// `ExportFhirAuditEvents`.
+    pub const EXPORT_FHIR_AUDIT_EVENTS: &str =
+        "/custos.audit.v1.AuditService/ExportFhirAuditEvents";
+    /// `VerifyChain`.
+    pub const VERIFY_CHAIN: &str = "/custos.audit.v1.AuditService/VerifyChain";
+    /// `ExportFhirConsents`.
+    pub const EXPORT_FHIR_CONSENTS: &str = "/custos.consent.v1.ConsentService/ExportFhirConsents";
 }
 
 /// A `Result` with [`ClientError`].
@@ -293,6 +320,95 @@ impl Client {
             }
             query.cursor = page.next_cursor;
         }
+    }
+
+    /// Matching entries from the query's cursor on, then new ones as blocks are finalized.
+    pub async fn stream_access_log(
+        &self,
+        keys: &PartyKeys,
+        query: &audit_pb::AccessLogQuery,
+    ) -> Result<tonic::Streaming<audit_pb::AuditEntry>> {
+        let read = self.signed_read(keys, methods::STREAM_ACCESS_LOG, query);
+        Ok(self.audit().stream_access_log(read).await?.into_inner())
+    }
+
+    /// A self-contained audit bundle of blocks `from..=to` (0: the first block; 0: the tip),
+    /// not yet verified (see [`bundle::verify_bundle`]).
+    pub async fn export_bundle(
+        &self,
+        keys: &PartyKeys,
+        from_height: u64,
+        to_height: u64,
+    ) -> Result<audit_pb::AuditBundle> {
+        let query = audit_pb::BundleQuery {
+            from_height,
+            to_height,
+        };
+        let read = self.signed_read(keys, methods::EXPORT_BUNDLE, &query);
+        let data = self
+            .audit()
+            .max_decoding_message_size(MAX_EXPORT_BYTES)
+            .export_bundle(read)
+            .await?
+            .into_inner()
+            .data;
+        prost::Message::decode(data.as_slice())
+            .map_err(|e| ClientError::Malformed(format!("audit bundle: {e}")))
+    }
+
+    /// The matching decisions as CSV, rendered by the node.
+    pub async fn export_csv(
+        &self,
+        keys: &PartyKeys,
+        query: &audit_pb::AccessLogQuery,
+    ) -> Result<String> {
+        let read = self.signed_read(keys, methods::EXPORT_CSV, query);
+        let data = self
+            .audit()
+            .max_decoding_message_size(MAX_EXPORT_BYTES)
+            .export_csv(read)
+            .await?
+            .into_inner()
+            .data;
+        String::from_utf8(data).map_err(|e| ClientError::Malformed(format!("CSV: {e}")))
+    }
+
+    /// The matching decisions as a FHIR R4 Bundle of AuditEvents (JSON), rendered by the node.
+    pub async fn export_fhir_audit_events(
+        &self,
+        keys: &PartyKeys,
+        query: &audit_pb::AccessLogQuery,
+    ) -> Result<String> {
+        let read = self.signed_read(keys, methods::EXPORT_FHIR_AUDIT_EVENTS, query);
+        let data = self
+            .audit()
+            .max_decoding_message_size(MAX_EXPORT_BYTES)
+            .export_fhir_audit_events(read)
+            .await?
+            .into_inner()
+            .data;
+        String::from_utf8(data).map_err(|e| ClientError::Malformed(format!("FHIR JSON: {e}")))
+    }
+
+    /// A patient's consents as a FHIR R4 Bundle of Consents (JSON), rendered by the node.
+    pub async fn export_fhir_consents(
+        &self,
+        keys: &PartyKeys,
+        patient: PartyId,
+        include_inactive: bool,
+    ) -> Result<String> {
+        let query = consent_pb::ListConsentsQuery {
+            patient: patient.to_vec(),
+            include_inactive,
+        };
+        let read = self.signed_read(keys, methods::EXPORT_FHIR_CONSENTS, &query);
+        Ok(self
+            .consent()
+            .max_decoding_message_size(MAX_EXPORT_BYTES)
+            .export_fhir_consents(read)
+            .await?
+            .into_inner()
+            .json)
     }
 
     /// Every signed header from height 1 to the tip.

@@ -12,7 +12,7 @@ pub mod verify;
 
 pub use certificate::{CommitCertificate, Validator, ValidatorSet, commit_message};
 pub use header::BlockHeader;
-pub use merkle::{MerkleTree, ProofError};
+pub use merkle::{Frontier, FrontierError, MerkleTree, ProofError};
 
 /// Why the ledger refused a header, certificate, proof or field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

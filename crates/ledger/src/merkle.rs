@@ -413,6 +413,23 @@ impl MerkleTree {
         Ok(proof)
     }
 
+    /// The compact range of the tree of the first `size` leaves: the roots of its complete
+    /// subtrees, one per set bit of `size`, largest (leftmost) first. With them a verifier that
+    /// holds only a header's root can append later leaves and recompute every later root
+    /// ([`Frontier`]).
+    pub fn frontier(&self, size: u64) -> Result<Vec<Hash>, ProofError> {
+        self.check_size(size)?;
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        for level in (0..u64::BITS).rev() {
+            if (size >> level) & 1 == 1 {
+                out.push(self.node(level, start >> level));
+                start += 1 << level;
+            }
+        }
+        Ok(out)
+    }
+
     fn check_size(&self, size: u64) -> Result<(), ProofError> {
         let len = self.len();
         if size > len {
@@ -477,6 +494,109 @@ impl MerkleTree {
     }
 }
 
+/// Why a compact range was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrontierError {
+    /// The number of subtree roots does not match the size.
+    #[error("a compact range of {size} leaves has {expected} subtree roots, got {got}")]
+    WrongLength {
+        /// The tree size.
+        size: u64,
+        /// One per set bit of `size`.
+        expected: usize,
+        /// How many came.
+        got: usize,
+    },
+    /// The subtree roots do not hash to the root they should.
+    #[error("the compact range of {size} leaves hashes to {computed}, expected root {expected}")]
+    RootMismatch {
+        /// The tree size.
+        size: u64,
+        /// The trusted root.
+        expected: Hash,
+        /// What the range hashes to.
+        computed: Hash,
+    },
+}
+
+/// The right border of a growing RFC 6962 tree: enough to append leaves and compute the root
+/// of every size from the start size on, without the earlier leaves. An offline verifier seeds
+/// it from a certified root and checks each later certified root by appending the entries in
+/// between: every entry is then proven included, in order, with none missing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    /// `(width, root)` of each complete subtree, widest first; widths are distinct powers of two.
+    nodes: Vec<(u64, Hash)>,
+    size: u64,
+}
+
+impl Frontier {
+    /// The empty tree's frontier.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A frontier from [`MerkleTree::frontier`]'s subtree roots of a tree of `size` leaves,
+    /// checked against that tree's trusted `root` (ignored for the empty tree).
+    pub fn from_roots(size: u64, roots: &[Hash], root: &Hash) -> Result<Self, FrontierError> {
+        let expected = size.count_ones() as usize;
+        if roots.len() != expected {
+            return Err(FrontierError::WrongLength {
+                size,
+                expected,
+                got: roots.len(),
+            });
+        }
+        let widths = (0..u64::BITS)
+            .rev()
+            .filter(|level| (size >> level) & 1 == 1)
+            .map(|level| 1u64 << level);
+        let frontier = Frontier {
+            nodes: widths.zip(roots.iter().copied()).collect(),
+            size,
+        };
+        if size > 0 && frontier.root() != *root {
+            return Err(FrontierError::RootMismatch {
+                size,
+                expected: *root,
+                computed: frontier.root(),
+            });
+        }
+        Ok(frontier)
+    }
+
+    /// The number of leaves so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf hash: merges the complete subtrees it closes.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (1u64, leaf);
+        while let Some(&(width, left)) = self.nodes.last() {
+            if width != node.0 {
+                break;
+            }
+            self.nodes.pop();
+            node = (width * 2, node_hash(&left, &node.1));
+        }
+        self.nodes.push(node);
+        self.size += 1;
+    }
+
+    /// The root of the tree so far (RFC 6962 hashes the subtrees right to left).
+    pub fn root(&self) -> Hash {
+        let mut acc: Option<Hash> = None;
+        for (_, piece) in self.nodes.iter().rev() {
+            acc = Some(match acc {
+                None => *piece,
+                Some(right) => node_hash(piece, &right),
+            });
+        }
+        acc.unwrap_or_else(empty_root)
+    }
+}
+
 impl fmt::Debug for MerkleTree {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The leaves would drown everything else; the size and root identify the tree.
@@ -491,6 +611,43 @@ impl fmt::Debug for MerkleTree {
 mod truncate_tests {
     use super::*;
     use custos_crypto::sha256;
+
+    #[test]
+    fn a_frontier_seeded_at_any_size_recomputes_every_later_root() {
+        let leaves: Vec<Hash> = (0..70u64).map(|i| sha256(&i.to_be_bytes())).collect();
+        let mut tree = MerkleTree::new();
+        for leaf in &leaves {
+            tree.push(*leaf);
+        }
+        for start in 0..70u64 {
+            let roots = tree.frontier(start).expect("size within the tree");
+            let root = tree.root_at(start).expect("size within the tree");
+            let mut frontier = Frontier::from_roots(start, &roots, &root).expect("true roots");
+            for (i, leaf) in leaves.iter().enumerate().skip(start as usize) {
+                frontier.push(*leaf);
+                assert_eq!(frontier.root(), root_of(&leaves[..=i]));
+            }
+        }
+    }
+
+    #[test]
+    fn a_frontier_that_does_not_hash_to_the_root_is_refused() {
+        let mut tree = MerkleTree::new();
+        for i in 0..13u64 {
+            tree.push(sha256(&i.to_be_bytes()));
+        }
+        let mut roots = tree.frontier(13).expect("size within the tree");
+        assert_eq!(roots.len(), 3);
+        roots[1] = sha256(b"forged");
+        assert!(matches!(
+            Frontier::from_roots(13, &roots, &tree.root()),
+            Err(FrontierError::RootMismatch { .. })
+        ));
+        assert!(matches!(
+            Frontier::from_roots(13, &roots[..2], &tree.root()),
+            Err(FrontierError::WrongLength { .. })
+        ));
+    }
 
     #[test]
     fn truncating_then_pushing_again_gives_the_same_roots_as_never_pushing() {

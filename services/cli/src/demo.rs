@@ -327,6 +327,37 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     )
     .await?;
 
+    section(
+        out,
+        "auditor: an offline bundle of the whole log, and what needs review",
+    );
+    let bundle = auditor_c.export_bundle(&cast.auditor, 0, 0).await?;
+    let bundle_path = dir.path().join("audit-bundle.bin");
+    std::fs::write(&bundle_path, prost::Message::encode_to_vec(&bundle))?;
+    let checked = custos_client::bundle::verify_bundle(&genesis, &bundle)?;
+    out.say(format!(
+        "auditor: exported {} headers and all {} log entries to {}; verified offline: every certificate, every entry complete and in order ({} decisions)",
+        checked.headers,
+        checked.entries.len(),
+        bundle_path.display(),
+        checked.decisions()
+    ));
+    let everything = auditor_c
+        .access_log_all(&cast.auditor, &audit_pb::AccessLogQuery::default())
+        .await?;
+    let rows = custos_client::report::AuditRow::from_entries(&everything)?;
+    let flags = custos_client::report::flags(
+        &rows,
+        custos_client::report::FlagSettings::default(),
+        &custos_client::report::Directory::new(),
+    );
+    out.say(format!(
+        "auditor: {} break-glass access(es) awaiting review, {} attempt(s) after a revocation, {} release(s) confirmed",
+        flags.break_glass.len(),
+        flags.after_revocation.len(),
+        rows.iter().map(|r| r.releases.len()).sum::<usize>()
+    ));
+
     let expected = [
         d1.granted(),
         !d2.granted(),

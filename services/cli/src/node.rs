@@ -40,6 +40,9 @@ pub(crate) enum NodeCommand {
         /// Overrides the config's listen address.
         #[arg(long, env = "CUSTOS_LISTEN")]
         listen: Option<SocketAddr>,
+        /// Serves the compliance dashboard (HTTP) here, e.g. 127.0.0.1:7480.
+        #[arg(long, env = "CUSTOS_DASHBOARD_ADDR")]
+        dashboard_addr: Option<SocketAddr>,
     },
 }
 
@@ -154,15 +157,33 @@ pub(crate) async fn run(cmd: NodeCommand, out: &Output) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        NodeCommand::Run { config, listen } => {
+        NodeCommand::Run {
+            config,
+            listen,
+            dashboard_addr,
+        } => {
             let mut config = custos_node::NodeConfig::load(&config)?;
             if let Some(addr) = listen {
                 config.listen = addr;
             }
+            if dashboard_addr.is_some() {
+                config.dashboard_listen = dashboard_addr;
+            }
+            let genesis = custos_node::load_genesis(&config.genesis)?;
+            let valset = custos_client::verify::genesis_validators(&genesis)?
+                .hash()
+                .to_hex();
             let mut node = custos_node::start(config).await?;
+            let dashboard = node.dashboard.as_ref().map(|d| d.url(&valset));
             out.result(
-                || format!("custos node listening on {}", node.addr),
-                json!({ "listening": node.addr.to_string() }),
+                || match &dashboard {
+                    Some(url) => format!(
+                        "custos node listening on {}\ncompliance dashboard: {url}",
+                        node.addr
+                    ),
+                    None => format!("custos node listening on {}", node.addr),
+                },
+                json!({ "listening": node.addr.to_string(), "dashboard": dashboard }),
             );
             tokio::select! {
                 r = node.wait_handle() => r,

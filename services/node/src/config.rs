@@ -41,6 +41,10 @@ pub struct NodeConfig {
     /// How long a proposer with no pending transaction waits before proposing an empty block.
     #[serde(default = "default_idle")]
     pub idle_block_ms: u64,
+    /// Where the compliance dashboard (HTTP) listens; unset, there is none. Its API asks for
+    /// the bearer token the node writes to `dashboard.token` in its data dir.
+    #[serde(default)]
+    pub dashboard_listen: Option<SocketAddr>,
 }
 
 fn default_idle() -> u64 {
@@ -75,6 +79,7 @@ impl NodeConfig {
             p2p_listen: None,
             p2p_peers: Vec::new(),
             idle_block_ms: default_idle(),
+            dashboard_listen: None,
         }
     }
 

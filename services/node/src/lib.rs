@@ -10,6 +10,7 @@ pub mod bft;
 pub mod config;
 pub mod consensus;
 pub mod core;
+pub mod dashboard;
 pub mod forward;
 pub mod mempool;
 pub mod rpc;

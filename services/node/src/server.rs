@@ -34,9 +34,12 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     /// Its core (for in-process use and tests).
     pub core: Arc<LedgerCore>,
+    /// Its compliance dashboard, when configured.
+    pub dashboard: Option<crate::dashboard::DashboardInfo>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<anyhow::Result<()>>,
     consensus: JoinHandle<anyhow::Result<()>>,
+    dashboard_task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl RunningNode {
@@ -45,6 +48,9 @@ impl RunningNode {
         let _ = self.shutdown.send(true);
         self.consensus.await??;
         self.server.await??;
+        if let Some(task) = self.dashboard_task {
+            task.await??;
+        }
         Ok(())
     }
 
@@ -159,6 +165,27 @@ pub async fn start_wrapped(
     let addr = listener.local_addr()?;
     // Without TCP_NODELAY, responses over a few hundred bytes wait on delayed ACKs (~40 ms each).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (dashboard, dashboard_task) = match config.dashboard_listen {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} for the dashboard"))?;
+            let info = crate::dashboard::DashboardInfo {
+                addr: listener.local_addr()?,
+                token: crate::dashboard::new_token(),
+            };
+            write_private(&config.data_dir.join("dashboard.token"), &info.token)?;
+            let task = tokio::spawn(crate::dashboard::serve(
+                listener,
+                ctx.clone(),
+                info.token.clone(),
+                shutdown_rx.clone(),
+            ));
+            info!(target: "custos::node", addr = %info.addr, "dashboard listening");
+            (Some(info), Some(task))
+        }
+        None => (None, None),
+    };
     let mut stop = shutdown_rx;
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -191,8 +218,24 @@ pub async fn start_wrapped(
     Ok(RunningNode {
         addr,
         core,
+        dashboard,
         shutdown,
         server,
         consensus,
+        dashboard_task,
     })
+}
+
+/// Writes a secret readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

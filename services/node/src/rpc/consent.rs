@@ -13,6 +13,9 @@ use super::{NodeContext, authorize_read, field_status};
 /// Full method name of `ListConsents`, which a signed read must name.
 pub const LIST_CONSENTS: &str = "/custos.consent.v1.ConsentService/ListConsents";
 
+/// Full method name of `ExportFhirConsents`.
+pub const EXPORT_FHIR_CONSENTS: &str = custos_client::methods::EXPORT_FHIR_CONSENTS;
+
 /// The consent service.
 pub struct ConsentRpc {
     ctx: NodeContext,
@@ -48,6 +51,46 @@ fn record_to_wire(id: &RecordId, r: &RecordState) -> pb::Record {
         registered_height: r.registered.0,
         erased: r.erased.is_some(),
         erased_height: r.erased.map_or(0, |h| h.0),
+    }
+}
+
+impl ConsentRpc {
+    /// A patient's consents, for the patient, a delegate or an auditor (a signed read of
+    /// `method` whose query is a `ListConsentsQuery`).
+    fn consents_for(
+        &self,
+        wire: &ledger_pb::SignedRead,
+        method: &str,
+    ) -> Result<Vec<pb::ConsentState>, Status> {
+        let (read, party) = authorize_read(&self.ctx, wire, method)?;
+        let query: pb::ListConsentsQuery =
+            read.query().map_err(|e| field_status(e, "list consents"))?;
+        let patient = PartyId::from_field(&query.patient, "body.query.patient")
+            .map_err(|e| field_status(e, "list consents"))?;
+        let now = Timestamp::now();
+        let allowed = read.author == patient
+            || party.role == Role::Auditor
+            || self
+                .ctx
+                .core
+                .with_state(|s| s.is_delegate(&patient, &read.author, now));
+        if !allowed {
+            return Err(Status::permission_denied(format!(
+                "{} may not read the consents of patient {}: only the patient, a delegate or an auditor may",
+                read.author.short(),
+                patient.short()
+            )));
+        }
+        Ok(self.ctx.core.with_state(|s| {
+            s.consents_of(&patient)
+                .into_iter()
+                .filter(|(_, c)| {
+                    query.include_inactive
+                        || (c.revoked.is_none() && c.consent.period.expires.is_none_or(|e| now < e))
+                })
+                .map(|(id, c)| consent_to_wire(&id, c))
+                .collect()
+        }))
     }
 }
 
@@ -138,44 +181,20 @@ impl ConsentService for ConsentRpc {
         &self,
         request: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<pb::ListConsentsResponse>, Status> {
-        let (read, party) = authorize_read(&self.ctx, request.get_ref(), LIST_CONSENTS)?;
-        let query: pb::ListConsentsQuery =
-            read.query().map_err(|e| field_status(e, "list consents"))?;
-        let patient = PartyId::from_field(&query.patient, "body.query.patient")
-            .map_err(|e| field_status(e, "list consents"))?;
-        let now = Timestamp::now();
-        let allowed = read.author == patient
-            || party.role == Role::Auditor
-            || self
-                .ctx
-                .core
-                .with_state(|s| s.is_delegate(&patient, &read.author, now));
-        if !allowed {
-            return Err(Status::permission_denied(format!(
-                "{} may not read the consents of patient {}: only the patient, a delegate or an auditor may",
-                read.author.short(),
-                patient.short()
-            )));
-        }
-        let consents = self.ctx.core.with_state(|s| {
-            s.consents_of(&patient)
-                .into_iter()
-                .filter(|(_, c)| {
-                    query.include_inactive
-                        || (c.revoked.is_none() && c.consent.period.expires.is_none_or(|e| now < e))
-                })
-                .map(|(id, c)| consent_to_wire(&id, c))
-                .collect()
-        });
+        let consents = self.consents_for(request.get_ref(), LIST_CONSENTS)?;
         Ok(Response::new(pb::ListConsentsResponse { consents }))
     }
 
+    #[instrument(name = "consent.export_fhir", skip_all)]
     async fn export_fhir_consents(
         &self,
-        _: Request<ledger_pb::SignedRead>,
+        request: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<pb::FhirExport>, Status> {
-        Err(Status::unimplemented(
-            "FHIR Consent export arrives with the audit and compliance capability",
-        ))
+        let consents = self.consents_for(request.get_ref(), EXPORT_FHIR_CONSENTS)?;
+        let bundle = custos_client::report::fhir_consent_bundle(&consents, Timestamp::now())
+            .map_err(super::internal)?;
+        Ok(Response::new(pb::FhirExport {
+            json: bundle.to_string(),
+        }))
     }
 }
