@@ -353,6 +353,46 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         }
     }
 
+    /// The node's decision on `request`, verified by the vault itself for a release of `kind`
+    /// to `requester`, and the record it grants, held here by the same owner. Refusals are
+    /// reported with `evidence` (the refused read's digest).
+    async fn granted_record(
+        &self,
+        request: RequestId,
+        requester: PartyId,
+        kind: ReleaseKind,
+        evidence: Hash,
+    ) -> Result<(custos_types::Decision, custos_vault::RecordMeta), Status> {
+        let inner = &self.inner;
+        let answer = inner
+            .gateway
+            .decision(request)
+            .await
+            .map_err(|e| e.to_status())?;
+        let check = GrantCheck {
+            genesis: &inner.genesis,
+            trusted: &inner.trusted,
+            now: Timestamp::now(),
+            max_age_ms: inner.limits.max_decision_age_ms,
+        };
+        let decision = match check.verify(request, requester, kind, answer.as_ref()) {
+            Ok(decision) => decision,
+            Err(denial) => return Err(self.refuse(request, requester, evidence, denial).await),
+        };
+        let record = decision.record_id;
+        let meta = match inner.vault.meta(&record) {
+            Ok(meta) => meta,
+            Err(VaultError::UnknownRecord(r)) => return Err(deny(Denial::UnknownRecord(r))),
+            Err(e) => return Err(internal(e)),
+        };
+        if decision.patient != Some(meta.owner) {
+            return Err(self
+                .refuse(request, requester, evidence, Denial::OwnerMismatch(record))
+                .await);
+        }
+        Ok((decision, meta))
+    }
+
     async fn prove(
         &self,
         wire: ledger_pb::SignedRead,
@@ -369,34 +409,11 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 "this vault has no proving key for predicate proofs (start it with --proving-key)",
             ));
         };
-        let answer = inner
-            .gateway
-            .decision(request)
-            .await
-            .map_err(|e| e.to_status())?;
-        let check = GrantCheck {
-            genesis: &inner.genesis,
-            trusted: &inner.trusted,
-            now: Timestamp::now(),
-            max_age_ms: inner.limits.max_decision_age_ms,
-        };
         let evidence = sha256(&wire.encode_to_vec());
-        let decision =
-            match check.verify(request, requester, ReleaseKind::Predicate, answer.as_ref()) {
-                Ok(decision) => decision,
-                Err(denial) => return Err(self.refuse(request, requester, evidence, denial).await),
-            };
+        let (decision, meta) = self
+            .granted_record(request, requester, ReleaseKind::Predicate, evidence)
+            .await?;
         let record = decision.record_id;
-        let meta = match inner.vault.meta(&record) {
-            Ok(meta) => meta,
-            Err(VaultError::UnknownRecord(r)) => return Err(deny(Denial::UnknownRecord(r))),
-            Err(e) => return Err(internal(e)),
-        };
-        if decision.patient != Some(meta.owner) {
-            return Err(self
-                .refuse(request, requester, evidence, Denial::OwnerMismatch(record))
-                .await);
-        }
         let predicate = predicate_of(request, &query.request_body, record)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let Some(salt) = meta.commitment_salt else {
@@ -484,32 +501,12 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         let named = EncryptionKey::from_field(&query.recipient_key, "body.query.recipient_key")
             .map_err(|e| field_status(e, "fetch"))?;
         let requester = read.author;
-        let answer = inner
-            .gateway
-            .decision(request)
-            .await
-            .map_err(|e| e.to_status())?;
-        let check = GrantCheck {
-            genesis: &inner.genesis,
-            trusted: &inner.trusted,
-            now: Timestamp::now(),
-            max_age_ms: inner.limits.max_decision_age_ms,
-        };
         let evidence = sha256(&wire.encode_to_vec());
         let refuse = |denial: Denial| self.refuse(request, requester, evidence, denial);
-        let decision = match check.verify(request, requester, kind, answer.as_ref()) {
-            Ok(decision) => decision,
-            Err(denial) => return Err(refuse(denial).await),
-        };
+        let (decision, meta) = self
+            .granted_record(request, requester, kind, evidence)
+            .await?;
         let record = decision.record_id;
-        let meta = match inner.vault.meta(&record) {
-            Ok(meta) => meta,
-            Err(VaultError::UnknownRecord(r)) => return Err(deny(Denial::UnknownRecord(r))),
-            Err(e) => return Err(internal(e)),
-        };
-        if decision.patient != Some(meta.owner) {
-            return Err(refuse(Denial::OwnerMismatch(record)).await);
-        }
         // The key the requester signed for must be the one it registered: a node that lies
         // about the registration can then only cause a refusal, never a wrap to its own key.
         let registered = inner
