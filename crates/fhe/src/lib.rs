@@ -32,4 +32,4 @@ pub use query::{Aggregate, Clause, Literal, MAX_CLAUSES, MAX_QUERY_BYTES, Op, Qu
 pub use schema::{
     Attribute, AttributeKind, ColumnKey, Cross, Factor, Family, Record, Schema, Value,
 };
-pub use table::EncryptedTable;
+pub use table::{EncryptedTable, StoredChunk};

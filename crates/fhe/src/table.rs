@@ -64,6 +64,18 @@ impl PackedChunk {
     }
 }
 
+/// One stored chunk of one column (see [`EncryptedTable::chunks_from`]): `column` is the
+/// column's position in the schema's layout, `chunk` the index of its 2048 rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredChunk {
+    /// Position of the column in [`Schema::columns`].
+    pub column: u32,
+    /// Index of the chunk (rows `chunk * 2048 ..`).
+    pub chunk: u32,
+    /// The chunk's encoding (seed and 56-bit bodies).
+    pub bytes: Vec<u8>,
+}
+
 /// The encrypted table: a versioned, deterministic column store the vault keeps and the compute
 /// worker loads (whole, or projected to a plan's columns).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +214,134 @@ impl EncryptedTable {
             })?;
         self.rows = total as u64;
         Ok(start as u64..total as u64)
+    }
+
+    /// Every chunk holding a row at or after `from_row`, in every column: what an append from
+    /// `from_row` (or [`EncryptedTable::clear_row`]) changed, for stores that keep the table
+    /// chunk by chunk instead of rewriting it whole.
+    pub fn chunks_from(&self, from_row: u64) -> Result<Vec<StoredChunk>> {
+        let first = (from_row as usize) / CHUNK_ROWS;
+        let mut out = Vec::new();
+        for (column, key) in self.schema.columns().iter().enumerate() {
+            let chunks = self.column(key)?;
+            for (index, chunk) in chunks.iter().enumerate().skip(first) {
+                out.push(StoredChunk {
+                    column: column as u32,
+                    chunk: index as u32,
+                    bytes: postcard::to_allocvec(chunk).map_err(|e| Error::Decode {
+                        what: "chunk",
+                        reason: e.to_string(),
+                    })?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fills an empty table (from [`EncryptedTable::new`]) with `rows` rows from its stored
+    /// chunks (every chunk of every column, as [`EncryptedTable::chunks_from`] wrote them).
+    pub fn with_chunks(
+        mut self,
+        rows: u64,
+        chunks: impl IntoIterator<Item = StoredChunk>,
+    ) -> Result<Self> {
+        let bad = |reason: String| Error::Decode {
+            what: "stored table",
+            reason,
+        };
+        if self.rows != 0 || self.columns.values().any(|c| !c.is_empty()) {
+            return Err(bad("expected an empty table to fill".into()));
+        }
+        if rows as usize > MAX_ROWS {
+            return Err(bad(format!("expected at most {MAX_ROWS} rows, got {rows}")));
+        }
+        let expected = (rows as usize).div_ceil(CHUNK_ROWS);
+        let keys = self.schema.columns().to_vec();
+        let mut slots: Vec<Vec<Option<PackedChunk>>> = vec![vec![None; expected]; keys.len()];
+        for c in chunks {
+            let slot = slots
+                .get_mut(c.column as usize)
+                .and_then(|col| col.get_mut(c.chunk as usize))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "chunk {} of column {} is outside the table's {} columns × {expected} chunks",
+                        c.chunk,
+                        c.column,
+                        keys.len()
+                    ))
+                })?;
+            let chunk: PackedChunk =
+                postcard::from_bytes(&c.bytes).map_err(|e| bad(format!("chunk: {e}")))?;
+            if chunk.body.len() != CHUNK_ROWS * BODY_BYTES {
+                return Err(bad(format!(
+                    "chunk {} of column {}: expected a {}-byte body, got {}",
+                    c.chunk,
+                    c.column,
+                    CHUNK_ROWS * BODY_BYTES,
+                    chunk.body.len()
+                )));
+            }
+            *slot = Some(chunk);
+        }
+        for (key, col) in keys.iter().zip(slots) {
+            let filled: Option<Vec<PackedChunk>> = col.into_iter().collect();
+            let filled = filled.ok_or_else(|| {
+                bad(format!(
+                    "column {} is missing a chunk",
+                    self.schema.column_name(key)
+                ))
+            })?;
+            self.columns.insert(key.clone(), filled);
+        }
+        self.rows = rows;
+        Ok(self)
+    }
+
+    /// Overwrites `row` with zeros in every column (a record erased from the vault), each of
+    /// its chunks re-encrypted under a fresh seed, so the erased values exist nowhere. Returns
+    /// the changed chunks.
+    pub fn clear_row(&mut self, key: &ClientKey, row: u64) -> Result<Vec<StoredChunk>> {
+        if key.id() != self.key_id {
+            return Err(Error::KeyMismatch(format!(
+                "table is under key {}, got key {}",
+                self.key_id,
+                key.id()
+            )));
+        }
+        if row >= self.rows {
+            return Err(Error::Cohort(format!(
+                "expected a row below the table's {}, got {row}",
+                self.rows
+            )));
+        }
+        if self.columns.len() != self.schema.columns().len() {
+            return Err(Error::Unsupported("cannot clear a projected table".into()));
+        }
+        let (index, local) = (row as usize / CHUNK_ROWS, row as usize % CHUNK_ROWS);
+        let live = (self.rows as usize - index * CHUNK_ROWS).min(CHUNK_ROWS);
+        self.columns
+            .par_iter_mut()
+            .try_for_each(|(_, chunks)| -> Result<()> {
+                let mut rng = rand::rngs::StdRng::from_entropy();
+                let mut values = chunks[index].decrypt(key)?;
+                values.truncate(live);
+                values[local] = 0;
+                chunks[index] = PackedChunk::encrypt(key, &values, &mut rng)?;
+                Ok(())
+            })?;
+        let mut out = Vec::new();
+        for (column, k) in self.schema.columns().iter().enumerate() {
+            let chunk = &self.column(k)?[index];
+            out.push(StoredChunk {
+                column: column as u32,
+                chunk: index as u32,
+                bytes: postcard::to_allocvec(chunk).map_err(|e| Error::Decode {
+                    what: "chunk",
+                    reason: e.to_string(),
+                })?,
+            });
+        }
+        Ok(out)
     }
 
     /// Decrypts one column's rows (custodian side: provenance recomputation, tests).

@@ -5,3 +5,4 @@ mod bootstrapped;
 mod common;
 mod errors;
 mod provenance;
+mod stored;

@@ -1,0 +1,125 @@
+//! Chunk-by-chunk storage of a table: what a vault persists after each append or erasure.
+
+use std::collections::BTreeMap;
+
+use custos_fhe::{
+    AggregateValue, EncryptedTable, NoProgress, Schema, StoredChunk, decrypt_checked, evaluate,
+    explain,
+};
+
+use crate::common::{client_key, random_cohort, random_records};
+
+/// A store that keeps the latest bytes of each (column, chunk).
+fn persist(store: &mut BTreeMap<(u32, u32), Vec<u8>>, chunks: Vec<StoredChunk>) {
+    for c in chunks {
+        store.insert((c.column, c.chunk), c.bytes);
+    }
+}
+
+fn reload(store: &BTreeMap<(u32, u32), Vec<u8>>, rows: u64) -> EncryptedTable {
+    EncryptedTable::new(Schema::demo(), client_key())
+        .with_chunks(
+            rows,
+            store.iter().map(|(&(column, chunk), bytes)| StoredChunk {
+                column,
+                chunk,
+                bytes: bytes.clone(),
+            }),
+        )
+        .expect("reloads")
+}
+
+fn count(table: &EncryptedTable, query: &str, rows: usize) -> AggregateValue {
+    let plan = explain(table.schema(), query).expect("plans");
+    let cohort = random_cohort(1, rows, 1.0);
+    let result = evaluate(&plan, table, &cohort, None, &NoProgress).expect("evaluates");
+    decrypt_checked(client_key(), &plan, table, &cohort, &result, 0).expect("checks")
+}
+
+#[test]
+fn appended_chunks_persisted_one_by_one_reload_to_the_same_table() {
+    let key = client_key();
+    let records = random_records(7, 2500);
+    let mut table = EncryptedTable::new(Schema::demo(), key);
+    let mut store = BTreeMap::new();
+    // Appends crossing a chunk boundary, persisting only what each one changed.
+    for part in [&records[..1000], &records[1000..2100], &records[2100..]] {
+        let added = table.append(key, part).expect("appends");
+        persist(&mut store, table.chunks_from(added.start).expect("chunks"));
+    }
+    let columns = Schema::demo().columns().len() as u32;
+    assert_eq!(store.len() as u32, columns * 2, "two chunks per column");
+    let reloaded = reload(&store, table.rows());
+    assert_eq!(reloaded, table);
+    assert_eq!(
+        count(&reloaded, "COUNT", 2500),
+        count(&table, "COUNT", 2500)
+    );
+}
+
+#[test]
+fn a_cleared_row_is_zero_in_every_column_and_other_rows_are_unchanged() {
+    let key = client_key();
+    let records = random_records(8, 40);
+    let mut table = EncryptedTable::new(Schema::demo(), key);
+    table.append(key, &records).expect("appends");
+    let mut store = BTreeMap::new();
+    persist(&mut store, table.chunks_from(0).expect("chunks"));
+    let before = count(&table, "SUM age", 40);
+    let AggregateValue::Sum {
+        units: sum_before, ..
+    } = before
+    else {
+        panic!("a sum, got {before:?}");
+    };
+    let age = match records[5].get("age") {
+        Some(custos_fhe::Value::Number(a)) => *a as u64,
+        other => panic!("an age, got {other:?}"),
+    };
+    let changed = table.clear_row(key, 5).expect("clears");
+    assert_eq!(changed.len(), Schema::demo().columns().len());
+    persist(&mut store, changed);
+    let reloaded = reload(&store, 40);
+    let after = count(&reloaded, "SUM age", 40);
+    let AggregateValue::Sum {
+        units: sum_after, ..
+    } = after
+    else {
+        panic!("a sum, got {after:?}");
+    };
+    assert_eq!(sum_after, sum_before - age);
+    assert!(
+        table.clear_row(key, 40).is_err(),
+        "a row past the end is refused"
+    );
+}
+
+#[test]
+fn a_stored_table_with_a_missing_or_foreign_chunk_is_refused() {
+    let key = client_key();
+    let mut table = EncryptedTable::new(Schema::demo(), key);
+    table.append(key, &random_records(9, 10)).expect("appends");
+    let mut chunks = table.chunks_from(0).expect("chunks");
+    let last = chunks.pop().expect("some chunk");
+    let missing = EncryptedTable::new(Schema::demo(), key).with_chunks(10, chunks.clone());
+    assert!(missing.is_err(), "a missing chunk is refused");
+    let mut outside = chunks.clone();
+    outside.push(StoredChunk {
+        chunk: 1,
+        ..last.clone()
+    });
+    let err = EncryptedTable::new(Schema::demo(), key)
+        .with_chunks(10, outside)
+        .expect_err("a chunk past the rows is refused");
+    assert!(err.to_string().contains("outside"), "{err}");
+    let mut truncated = chunks;
+    truncated.push(StoredChunk {
+        bytes: last.bytes[..100].to_vec(),
+        ..last
+    });
+    assert!(
+        EncryptedTable::new(Schema::demo(), key)
+            .with_chunks(10, truncated)
+            .is_err()
+    );
+}
