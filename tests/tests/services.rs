@@ -113,7 +113,7 @@ async fn reflection_v1_and_v1alpha_list_the_custos_services() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn services_of_later_capabilities_answer_unimplemented_naming_the_capability() {
+async fn a_node_answers_unimplemented_for_the_vault_and_compute_services_naming_who_serves_them() {
     let net = TestNet::start(0).await.unwrap();
     let ch = channel(&net).await;
     let mut compute = compute_pb::compute_service_client::ComputeServiceClient::new(ch.clone());
@@ -124,7 +124,7 @@ async fn services_of_later_capabilities_answer_unimplemented_naming_the_capabili
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("FHE aggregate"), "{}", e.message());
+    assert!(e.message().contains("custos compute run"), "{}", e.message());
 
     let mut vault =
         custos_proto::vault::v1::vault_service_client::VaultServiceClient::new(ch.clone());
@@ -133,7 +133,7 @@ async fn services_of_later_capabilities_answer_unimplemented_naming_the_capabili
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("vault"), "{}", e.message());
+    assert!(e.message().contains("custos vault run"), "{}", e.message());
 
     net.stop().await.unwrap();
 }

@@ -16,6 +16,7 @@ pub mod gpu;
 mod keys;
 mod math;
 pub mod params;
+mod payload;
 mod plan;
 mod query;
 mod schema;
@@ -27,6 +28,7 @@ pub use eval::{Cohort, EncryptedResult, NoProgress, Payload, ProgressSink, evalu
 pub use keys::{
     ClientKey, CompressedServerKey, KeyId, KeyReport, PublicKey, ServerKey, measure_keys,
 };
+pub use payload::{decode_payload, encode_payload};
 pub use plan::{LinearOutput, Plan, PlanBody, RowPredicate, explain};
 pub use query::{Aggregate, Clause, Literal, MAX_CLAUSES, MAX_QUERY_BYTES, Op, Query};
 pub use schema::{

@@ -320,6 +320,23 @@ impl Schema {
         Schema::new(self.attributes, crosses)
     }
 
+    /// The canonical encoding (what [`Schema::digest`] hashes), for publishing the schema.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        postcard::to_stdvec(self).map_err(|e| Error::Decode {
+            what: "schema",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Loads and validates a schema written by [`Schema::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let s: Schema = postcard::from_bytes(bytes).map_err(|e| Error::Decode {
+            what: "schema",
+            reason: e.to_string(),
+        })?;
+        s.rebuild()
+    }
+
     /// SHA-256 of the schema's canonical encoding.
     pub fn digest(&self) -> [u8; 32] {
         let bytes = postcard::to_stdvec(self).unwrap_or_default();

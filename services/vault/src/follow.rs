@@ -5,6 +5,7 @@
 //! is only a hint: a node cannot make the vault erase what the ledger did not erase) and then
 //! crypto-shreds the record.
 
+use crate::aggregate::Aggregates;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ const RETRY: Duration = Duration::from_millis(500);
 pub async fn follow_erasures<S: VaultStore>(
     node: String,
     vault: Arc<Vault<S>>,
+    aggregates: Option<Arc<Aggregates>>,
     genesis: Genesis,
     trusted: ValidatorSet,
     data_dir: PathBuf,
@@ -40,7 +42,14 @@ pub async fn follow_erasures<S: VaultStore>(
         if *stop.borrow() {
             return;
         }
-        let run = follow_once(&node, &vault, &genesis, &trusted, &cursor);
+        let run = follow_once(
+            &node,
+            &vault,
+            aggregates.as_deref(),
+            &genesis,
+            &trusted,
+            &cursor,
+        );
         tokio::select! {
             result = run => {
                 if let Err(e) = result {
@@ -72,6 +81,7 @@ fn write_cursor(path: &Path, height: u64) -> std::io::Result<()> {
 async fn follow_once<S: VaultStore>(
     node: &str,
     vault: &Vault<S>,
+    aggregates: Option<&Aggregates>,
     genesis: &Genesis,
     trusted: &ValidatorSet,
     cursor: &Path,
@@ -127,6 +137,11 @@ async fn follow_once<S: VaultStore>(
                 continue;
             }
             vault.erase(&erase.record_id).map_err(|e| e.to_string())?;
+            if let Some(aggregates) = aggregates {
+                aggregates
+                    .erase(&erase.record_id)
+                    .map_err(|e| e.to_string())?;
+            }
             info!(
                 target: "custos::vault",
                 record = %erase.record_id.short(),

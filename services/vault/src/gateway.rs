@@ -53,6 +53,13 @@ pub trait LedgerGateway: Send + Sync + 'static {
         request: RequestId,
     ) -> impl Future<Output = Result<Option<access_pb::DecisionResponse>, GatewayError>> + Send;
 
+    /// One page of an aggregate request's cohort (`GetCohort`), unverified.
+    fn cohort(
+        &self,
+        request: RequestId,
+        offset: u64,
+    ) -> impl Future<Output = Result<access_pb::CohortResponse, GatewayError>> + Send;
+
     /// A registered party, or `None`.
     fn party(
         &self,
@@ -135,6 +142,24 @@ impl LedgerGateway for NodeGateway {
             Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
             Err(status) => Err(GatewayError::Status(status)),
         }
+    }
+
+    async fn cohort(
+        &self,
+        request: RequestId,
+        offset: u64,
+    ) -> Result<access_pb::CohortResponse, GatewayError> {
+        Ok(self
+            .client
+            .access()
+            .get_cohort(access_pb::GetCohortRequest {
+                request_id: request.to_vec(),
+                offset,
+                limit: 0,
+            })
+            .await
+            .map_err(GatewayError::Status)?
+            .into_inner())
     }
 
     async fn party(&self, party: PartyId) -> Result<Option<consent_pb::Party>, GatewayError> {

@@ -99,6 +99,48 @@ pub enum Denial {
         /// The key on the ledger.
         registered: String,
     },
+    /// The node's cohort pages do not verify against the proven decision.
+    #[error(
+        "unverified_cohort: the cohort of request {request} does not verify against its proven decision: {reason}"
+    )]
+    CohortUnverified {
+        /// The request.
+        request: RequestId,
+        /// What failed.
+        reason: String,
+    },
+    /// The request aggregates another custodian's records.
+    #[error(
+        "not_our_cohort: request {request} aggregates the records of custodian {custodian}, not this vault's"
+    )]
+    NotOurCohort {
+        /// The request.
+        request: RequestId,
+        /// The custodian its scope names.
+        custodian: PartyId,
+    },
+    /// The cohort, or the rows matching the query, number fewer than the vault's k.
+    #[error(
+        "cohort_too_small: request {request}: {got} records, this vault releases aggregates over at least {k_min}"
+    )]
+    BelowK {
+        /// The request.
+        request: RequestId,
+        /// The vault's k.
+        k_min: u64,
+        /// How many there were.
+        got: u64,
+    },
+    /// The worker's result is not the aggregate of the granted cohort (provenance check).
+    #[error(
+        "forged_result: the result for request {request} is not the aggregate of its cohort: {reason}"
+    )]
+    ForgedResult {
+        /// The request.
+        request: RequestId,
+        /// What the check found.
+        reason: String,
+    },
     /// The ledger refused the release confirmation (e.g. already released).
     #[error(
         "not_confirmed: the ledger refused to confirm the release of request {request}: {reason}"
@@ -117,8 +159,11 @@ impl Denial {
     pub fn ledger_reason(&self) -> Option<DecisionReason> {
         match self {
             Denial::NotFinalized(_) => Some(DecisionReason::VaultNotFinalized),
-            Denial::Unverified { .. } | Denial::WrongEntry(_) => {
+            Denial::Unverified { .. } | Denial::WrongEntry(_) | Denial::CohortUnverified { .. } => {
                 Some(DecisionReason::VaultUnverified)
+            }
+            Denial::NotOurCohort { .. } | Denial::BelowK { .. } | Denial::ForgedResult { .. } => {
+                Some(DecisionReason::VaultRefused)
             }
             Denial::NotRequester { .. } => Some(DecisionReason::VaultNotRequester),
             Denial::WrongMode { .. }
@@ -147,6 +192,10 @@ impl Denial {
             Denial::OwnerMismatch(_) => "owner_mismatch",
             Denial::RecipientKey { .. } => "wrong_recipient_key",
             Denial::NotConfirmed { .. } => "not_confirmed",
+            Denial::CohortUnverified { .. } => "unverified_cohort",
+            Denial::NotOurCohort { .. } => "not_our_cohort",
+            Denial::BelowK { .. } => "cohort_too_small",
+            Denial::ForgedResult { .. } => "forged_result",
         }
     }
 }
@@ -160,6 +209,8 @@ pub enum ReleaseKind {
     Owner,
     /// A predicate proof: the grant must be for predicate mode.
     Predicate,
+    /// Ciphertexts of a cohort, and an aggregate over it: the grant must be for aggregate mode.
+    Aggregate,
 }
 
 impl ReleaseKind {
@@ -168,6 +219,7 @@ impl ReleaseKind {
         match self {
             ReleaseKind::Grantee | ReleaseKind::Owner => AccessMode::Raw,
             ReleaseKind::Predicate => AccessMode::Predicate,
+            ReleaseKind::Aggregate => AccessMode::Aggregate,
         }
     }
 }

@@ -10,7 +10,10 @@
 //!   proven final and included against the genesis validator set.
 //! - [`rpc`] serves `custos.vault.v1.VaultService`; [`server`] starts it; [`client`] is its
 //!   typed client (the CLI's `custos vault` commands use it).
+//! - [`aggregate`] is the custodian's side of aggregate queries on encrypted data: the sealed
+//!   FHE client key, an encrypted table per category filled at put, and the checked release.
 
+pub mod aggregate;
 pub mod client;
 pub mod follow;
 pub mod gateway;
@@ -21,6 +24,7 @@ pub mod rpc;
 pub mod server;
 pub mod sled_store;
 
+pub use aggregate::{AggregateError, Aggregates};
 pub use client::{Fetched, VaultClient, VaultClientError};
 pub use gateway::{GatewayError, LedgerGateway, NodeGateway};
 pub use grant::{Denial, GrantCheck, ReleaseKind};

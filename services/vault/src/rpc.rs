@@ -29,6 +29,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, instrument, warn};
 
+use crate::aggregate::{AggregateError, Aggregates, CohortRows};
 use crate::gateway::{GatewayError, LedgerGateway};
 use crate::grant::{Denial, GrantCheck, ReleaseKind};
 
@@ -46,7 +47,16 @@ pub mod methods {
     pub const ROTATE: &str = "/custos.vault.v1.VaultService/RotateKey";
     /// `ProvePredicate`.
     pub const PROVE: &str = "/custos.vault.v1.VaultService/ProvePredicate";
+    /// `GetCohortTable`.
+    pub const COHORT_TABLE: &str = "/custos.vault.v1.VaultService/GetCohortTable";
+    /// `ReleaseAggregate`.
+    pub const RELEASE_AGGREGATE: &str = "/custos.vault.v1.VaultService/ReleaseAggregate";
 }
+
+/// Largest encrypted result `ReleaseAggregate` accepts.
+pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+/// Bytes per `data` message of the vault's byte streams.
+const SLICE_BYTES: usize = 1024 * 1024;
 
 /// Bounds on what callers may ask of the vault.
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +93,7 @@ struct Inner<S, G> {
     trusted: ValidatorSet,
     limits: Limits,
     prover: std::sync::OnceLock<Arc<custos_circuits::ProvingKeyArtifact>>,
+    aggregates: std::sync::OnceLock<Arc<Aggregates>>,
 }
 
 /// The vault service over a vault of store `S`, talking to the ledger through `G`.
@@ -140,7 +151,48 @@ fn vault_status(error: VaultError) -> Status {
     }
 }
 
-type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::FetchRecordChunk, Status>> + Send>>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+type FetchStream = BoxStream<pb::FetchRecordChunk>;
+
+/// A granted aggregate request, checked by the vault: its proven decision, the scope the
+/// requester signed, the plan of its query and the cohort's rows in this vault's table.
+struct GrantedCohort {
+    aggregates: Arc<Aggregates>,
+    scope: custos_types::AggregateScope,
+    plan: custos_fhe::Plan,
+    cohort_size: u64,
+    rows: CohortRows,
+}
+
+fn aggregate_status(error: AggregateError) -> Status {
+    match error {
+        AggregateError::NoTable(_) => Status::failed_precondition(error.to_string()),
+        AggregateError::Fhe(e) => Status::invalid_argument(e.to_string()),
+        AggregateError::Store(_) => internal(error),
+    }
+}
+
+/// Sends `header` then `payload` in slices over a bounded channel.
+fn byte_stream<T: Send + 'static>(
+    header: T,
+    payload: Arc<Vec<u8>>,
+    start: usize,
+    data: fn(Vec<u8>) -> T,
+    depth: usize,
+) -> BoxStream<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+    tokio::spawn(async move {
+        if tx.send(Ok(header)).await.is_err() {
+            return;
+        }
+        for slice in payload[start..].chunks(SLICE_BYTES) {
+            if tx.send(Ok(data(slice.to_vec()))).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
 
 impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
     /// A service over `vault`, signing with the custodian's `keys`, trusting only `genesis`'s
@@ -162,6 +214,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 trusted,
                 limits,
                 prover: std::sync::OnceLock::new(),
+                aggregates: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -173,6 +226,20 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             .prover
             .set(Arc::new(pk))
             .map_err(|_| "the vault already has a proving key".to_string())
+    }
+
+    /// Gives the vault its aggregate store (FHE key and encrypted tables), so records get
+    /// aggregate rows at put and the aggregate methods are served (once).
+    pub fn set_aggregates(&self, aggregates: Arc<Aggregates>) -> Result<(), String> {
+        self.inner
+            .aggregates
+            .set(aggregates)
+            .map_err(|_| "the vault already has an aggregate store".to_string())
+    }
+
+    /// The aggregate store, if any.
+    pub fn aggregates(&self) -> Option<&Arc<Aggregates>> {
+        self.inner.aggregates.get()
     }
 
     /// The vault.
@@ -393,6 +460,315 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         Ok((decision, meta))
     }
 
+    /// The granted aggregate request `request` of `requester`, verified by the vault: the proven
+    /// decision, then every page of the ledger's cohort checked against the decision's root and
+    /// size, the scope naming this vault's custodian, the query planned, the ids mapped to rows.
+    async fn granted_cohort(
+        &self,
+        request: RequestId,
+        requester: PartyId,
+        evidence: Hash,
+    ) -> Result<GrantedCohort, Status> {
+        let inner = &self.inner;
+        let Some(aggregates) = inner.aggregates.get().cloned() else {
+            return Err(Status::failed_precondition(
+                "this vault serves no aggregates (it has no aggregate store)",
+            ));
+        };
+        let answer = inner
+            .gateway
+            .decision(request)
+            .await
+            .map_err(|e| e.to_status())?;
+        let check = GrantCheck {
+            genesis: &inner.genesis,
+            trusted: &inner.trusted,
+            now: Timestamp::now(),
+            max_age_ms: inner.limits.max_decision_age_ms,
+        };
+        let decision = match check.verify(request, requester, ReleaseKind::Aggregate, answer.as_ref())
+        {
+            Ok(decision) => decision,
+            Err(denial) => return Err(self.refuse(request, requester, evidence, denial).await),
+        };
+        let unverified = |reason: String| Denial::CohortUnverified { request, reason };
+        let Some(size) = decision.cohort.as_ref().map(|c| c.size) else {
+            return Err(self
+                .refuse(request, requester, evidence, unverified("the decision fixes no cohort".into()))
+                .await);
+        };
+        let mut ids = Vec::new();
+        let mut first = None;
+        while (ids.len() as u64) < size || first.is_none() {
+            let page = inner
+                .gateway
+                .cohort(request, ids.len() as u64)
+                .await
+                .map_err(|e| e.to_status())?;
+            let parsed = custos_client::cohort::parse_ids(&page.record_ids)
+                .map_err(|e| Status::unavailable(format!("the node's cohort page: {e}")))?;
+            if page.offset != ids.len() as u64
+                || (parsed.is_empty() && (ids.len() as u64) < size)
+                || ids.len() as u64 + parsed.len() as u64 > size
+            {
+                return Err(self
+                    .refuse(request, requester, evidence, unverified("the node's pages do not add up to the cohort".into()))
+                    .await);
+            }
+            ids.extend(parsed);
+            first.get_or_insert(page);
+        }
+        let Some(first) = first else {
+            return Err(internal("no cohort page"));
+        };
+        let verified = match custos_client::cohort::verify_cohort_response(
+            &inner.genesis,
+            &inner.trusted,
+            &first,
+            ids,
+        ) {
+            Ok(v) if v.decision == decision => v,
+            Ok(_) => {
+                return Err(self
+                    .refuse(request, requester, evidence, unverified("the cohort's decision is another one".into()))
+                    .await);
+            }
+            Err(e) => {
+                return Err(self
+                    .refuse(request, requester, evidence, unverified(e.to_string()))
+                    .await);
+            }
+        };
+        if verified.scope.custodian != self.custodian() {
+            return Err(self
+                .refuse(
+                    request,
+                    requester,
+                    evidence,
+                    Denial::NotOurCohort {
+                        request,
+                        custodian: verified.scope.custodian,
+                    },
+                )
+                .await);
+        }
+        let plan = custos_fhe::explain(aggregates.schema(), &verified.scope.text).map_err(|e| {
+            Status::invalid_argument(format!("query: the granted query cannot be planned: {e}"))
+        })?;
+        let rows = aggregates
+            .cohort(verified.scope.category.as_str(), &verified.ids)
+            .map_err(aggregate_status)?;
+        Ok(GrantedCohort {
+            aggregates,
+            scope: verified.scope,
+            plan,
+            cohort_size: size,
+            rows,
+        })
+    }
+
+    async fn cohort_table(
+        &self,
+        wire: ledger_pb::SignedRead,
+    ) -> Result<BoxStream<pb::CohortTableChunk>, Status> {
+        let read = self.authorize(&wire, methods::COHORT_TABLE)?;
+        let query: pb::CohortTableQuery =
+            read.query().map_err(|e| field_status(e, "cohort table"))?;
+        let request = RequestId::from_field(&query.request_id, "body.query.request_id")
+            .map_err(|e| field_status(e, "cohort table"))?;
+        let evidence = sha256(&wire.encode_to_vec());
+        let granted = self.granted_cohort(request, read.author, evidence).await?;
+        let GrantedCohort {
+            aggregates,
+            scope,
+            plan,
+            cohort_size,
+            rows,
+        } = granted;
+        let category = scope.category.as_str().to_string();
+        let (plan_text, key_id) = (plan.to_string(), aggregates.key_id());
+        let cohort = rows.cohort.clone();
+        let (payload, table_rows) =
+            tokio::task::spawn_blocking(move || aggregates.payload(&category, &plan, &cohort))
+                .await
+                .map_err(internal)?
+                .map_err(aggregate_status)?;
+        info!(
+            target: "custos::vault",
+            request = %request.short(),
+            requester = %read.author.short(),
+            cohort = cohort_size,
+            rows = rows.cohort.len(),
+            bytes = payload.len(),
+            "encrypted cohort sent to the requester's compute worker (ciphertexts only)"
+        );
+        let header = pb::CohortTableHeader {
+            request_id: request.to_vec(),
+            query: scope.text.clone(),
+            plan: plan_text,
+            cohort_size,
+            cohort_rows: rows.cohort.len() as u64,
+            table_rows,
+            payload_bytes: payload.len() as u64,
+            payload_digest: sha256(&payload).0.to_vec(),
+            key_id: key_id.0.to_vec(),
+        };
+        Ok(byte_stream(
+            pb::CohortTableChunk {
+                part: Some(pb::cohort_table_chunk::Part::Header(header)),
+            },
+            Arc::new(payload),
+            0,
+            |d| pb::CohortTableChunk {
+                part: Some(pb::cohort_table_chunk::Part::Data(d)),
+            },
+            self.inner.limits.stream_buffer_chunks,
+        ))
+    }
+
+    async fn release_aggregate_impl(
+        &self,
+        wire: ledger_pb::SignedRead,
+    ) -> Result<pb::AggregateRelease, Status> {
+        let read = self.authorize(&wire, methods::RELEASE_AGGREGATE)?;
+        let query: pb::ReleaseAggregateQuery =
+            read.query().map_err(|e| field_status(e, "release aggregate"))?;
+        let request = RequestId::from_field(&query.request_id, "body.query.request_id")
+            .map_err(|e| field_status(e, "release aggregate"))?;
+        if query.result.len() > MAX_RESULT_BYTES {
+            return Err(field_status(
+                FieldError::new(
+                    "body.query.result",
+                    format!("at most {MAX_RESULT_BYTES} bytes, got {}", query.result.len()),
+                ),
+                "release aggregate",
+            ));
+        }
+        let result = custos_fhe::EncryptedResult::from_bytes(&query.result).map_err(|e| {
+            field_status(FieldError::new("body.query.result", e.to_string()), "release aggregate")
+        })?;
+        let requester = read.author;
+        let evidence = sha256(&wire.encode_to_vec());
+        let granted = self.granted_cohort(request, requester, evidence).await?;
+        let category = granted.scope.category.as_str().to_string();
+        let (aggregates, plan, cohort) = (
+            granted.aggregates.clone(),
+            granted.plan.clone(),
+            granted.rows.cohort.clone(),
+        );
+        let k_min = aggregates.k_min();
+        let checked = tokio::task::spawn_blocking(move || {
+            aggregates.release(&category, &plan, &cohort, &result)
+        })
+        .await
+        .map_err(internal)?;
+        let value = match checked {
+            Ok(value) => value,
+            Err(AggregateError::Fhe(custos_fhe::Error::CohortTooSmall { k_min, got })) => {
+                return Err(self
+                    .refuse(request, requester, evidence, Denial::BelowK { request, k_min, got })
+                    .await);
+            }
+            Err(AggregateError::Fhe(
+                e @ (custos_fhe::Error::Provenance(_) | custos_fhe::Error::KeyMismatch(_)),
+            )) => {
+                return Err(self
+                    .refuse(
+                        request,
+                        requester,
+                        evidence,
+                        Denial::ForgedResult {
+                            request,
+                            reason: e.to_string(),
+                        },
+                    )
+                    .await);
+            }
+            Err(e) => return Err(aggregate_status(e)),
+        };
+        let (aggregate, count, number) = match value {
+            custos_fhe::AggregateValue::Count(c) => ("count", c, None),
+            custos_fhe::AggregateValue::Sum { total, count, .. } => ("sum", count, Some(total)),
+            custos_fhe::AggregateValue::Mean { mean, count, .. } => ("mean", count, mean),
+        };
+        let result_digest = sha256(&query.result);
+        let released = format!(
+            "{aggregate};count={count};value={}",
+            number.map_or("none".to_string(), |v| format!("{v:?}"))
+        );
+        let digest = custos_crypto::sha256_parts(&[
+            b"custos/aggregate-release/v1",
+            &request.0.0,
+            &result_digest.0,
+            released.as_bytes(),
+        ]);
+        let confirmed = self.confirm(request, digest).await?;
+        info!(
+            target: "custos::vault",
+            request = %request.short(),
+            requester = %requester.short(),
+            cohort = granted.cohort_size,
+            k_min,
+            confirmed_at = confirmed.height,
+            "aggregate checked, decrypted and released after its digest was confirmed on the ledger"
+        );
+        Ok(pb::AggregateRelease {
+            request_id: request.to_vec(),
+            query: granted.scope.text,
+            aggregate: aggregate.into(),
+            count,
+            value: number,
+            cohort_size: granted.cohort_size,
+            cohort_rows: granted.rows.cohort.len() as u64,
+            release_digest: digest.0.to_vec(),
+            release_tx_id: confirmed.tx_id,
+            release_height: confirmed.height,
+        })
+    }
+
+    async fn fhe_keys(
+        &self,
+        request: pb::GetFheKeysRequest,
+    ) -> Result<BoxStream<pb::FheKeysChunk>, Status> {
+        let Some(aggregates) = self.inner.aggregates.get().cloned() else {
+            return Err(Status::failed_precondition(
+                "this vault serves no aggregates (it has no aggregate store)",
+            ));
+        };
+        let (schema, key_id) = (aggregates.schema().to_string(), aggregates.key_id());
+        let schema_encoding = aggregates.schema().to_bytes().map_err(internal)?;
+        let material = tokio::task::spawn_blocking(move || aggregates.public_material())
+            .await
+            .map_err(internal)?
+            .map_err(aggregate_status)?;
+        let mut payload = material.public_key.clone();
+        if request.server_key {
+            payload.extend_from_slice(&material.server_key);
+        }
+        let header = pb::FheKeysHeader {
+            key_id: key_id.0.to_vec(),
+            schema,
+            schema_encoding,
+            public_key_bytes: material.public_key.len() as u64,
+            server_key_bytes: if request.server_key {
+                material.server_key.len() as u64
+            } else {
+                0
+            },
+        };
+        Ok(byte_stream(
+            pb::FheKeysChunk {
+                part: Some(pb::fhe_keys_chunk::Part::Header(header)),
+            },
+            Arc::new(payload),
+            0,
+            |d| pb::FheKeysChunk {
+                part: Some(pb::fhe_keys_chunk::Part::Data(d)),
+            },
+            self.inner.limits.stream_buffer_chunks,
+        ))
+    }
+
     async fn prove(
         &self,
         wire: ledger_pb::SignedRead,
@@ -538,7 +914,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 }
             }
             // `check.verify` refused any non-raw grant above.
-            ReleaseKind::Grantee | ReleaseKind::Predicate => {
+            ReleaseKind::Grantee | ReleaseKind::Predicate | ReleaseKind::Aggregate => {
                 let (_, fresh) = inner
                     .vault
                     .release(&record, requester, &named, &mut OsRng)
@@ -723,6 +1099,20 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
             height = registered.height,
             "record encrypted, stored and registered"
         );
+        let aggregate_row = match inner.aggregates.get().cloned() {
+            Some(aggregates) => {
+                let (category, attributes) = (meta.category.as_str().to_string(), meta.attributes.clone());
+                tokio::task::spawn_blocking(move || aggregates.ingest(&category, id, &attributes))
+                    .await
+                    .map_err(internal)?
+                    .map_err(|e| {
+                        // The record is stored and registered; only its aggregate row is missing.
+                        tracing::error!(target: "custos::vault", record = %id.short(), error = %e, "cannot add the record's aggregate row");
+                        internal(e)
+                    })?
+            }
+            None => None,
+        };
         Ok(Response::new(pb::PutRecordResponse {
             record_id: id.to_vec(),
             ciphertext_digest: meta.ciphertext_digest.0.to_vec(),
@@ -730,6 +1120,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
             register_height: registered.height,
             chunk_count: u64::from(meta.chunk_count),
             attribute_commitment: commitment.map_or(vec![], |c| c.0.to_vec()),
+            aggregate_row: aggregate_row.is_some(),
         }))
     }
 
@@ -807,6 +1198,9 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
             e.to_status()
         })?;
         inner.vault.erase(&record).map_err(vault_status)?;
+        if let Some(aggregates) = inner.aggregates.get() {
+            aggregates.erase(&record).map_err(internal)?;
+        }
         info!(
             target: "custos::vault",
             record = %record.short(),
@@ -851,6 +1245,36 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
             record_ids: metas.iter().map(|m| m.record_id().to_vec()).collect(),
             records: metas.iter().map(|m| m.summary()).collect(),
         }))
+    }
+
+    type GetCohortTableStream = BoxStream<pb::CohortTableChunk>;
+
+    #[instrument(name = "vault.cohort_table", skip_all)]
+    async fn get_cohort_table(
+        &self,
+        request: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<Self::GetCohortTableStream>, Status> {
+        self.cohort_table(request.into_inner()).await.map(Response::new)
+    }
+
+    #[instrument(name = "vault.release_aggregate", skip_all)]
+    async fn release_aggregate(
+        &self,
+        request: Request<ledger_pb::SignedRead>,
+    ) -> Result<Response<pb::AggregateRelease>, Status> {
+        self.release_aggregate_impl(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type GetFheKeysStream = BoxStream<pb::FheKeysChunk>;
+
+    #[instrument(name = "vault.fhe_keys", skip_all)]
+    async fn get_fhe_keys(
+        &self,
+        request: Request<pb::GetFheKeysRequest>,
+    ) -> Result<Response<Self::GetFheKeysStream>, Status> {
+        self.fhe_keys(request.into_inner()).await.map(Response::new)
     }
 
     #[instrument(name = "vault.rotate", skip_all)]

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::aggregate::Aggregates;
 use crate::gateway::{GatewayError, LedgerGateway, NodeGateway};
 use crate::rpc::{Limits, VaultRpc};
 use crate::sled_store::SledVaultStore;
@@ -59,9 +60,17 @@ pub struct VaultConfig {
     /// answers no `ProvePredicate`.
     #[serde(default)]
     pub proving_key: Option<PathBuf>,
+    /// Smallest cohort (and matching count) the vault decrypts an aggregate over; the larger
+    /// of this and the genesis' `min_cohort_size` applies.
+    #[serde(default = "default_min_cohort")]
+    pub min_cohort: u64,
     /// Bounds on callers.
     #[serde(skip, default)]
     pub limits: Limits,
+}
+
+fn default_min_cohort() -> u64 {
+    10
 }
 
 impl VaultConfig {
@@ -74,6 +83,7 @@ impl VaultConfig {
             data_dir,
             kdf: KdfParams::RECOMMENDED,
             proving_key: None,
+            min_cohort: default_min_cohort(),
             limits: Limits::default(),
         }
     }
@@ -129,6 +139,7 @@ impl<S: VaultStore, G: LedgerGateway> RunningVault<S, G> {
         self.follower = Some(tokio::spawn(crate::follow::follow_erasures(
             config.node.clone(),
             self.vault().clone(),
+            self.rpc.aggregates().cloned(),
             genesis,
             trusted,
             config.data_dir.clone(),
@@ -197,8 +208,20 @@ pub async fn start_with<G: LedgerGateway>(
     }
     let store = SledVaultStore::open(&config.data_dir, passphrase, config.kdf)?;
     let vault = Vault::open(store, custodian, &mut OsRng)?;
+    let k_min = config
+        .min_cohort
+        .max(u64::from(genesis.parameters.min_cohort_size));
+    let aggregates = Aggregates::open(
+        &config.data_dir.join("aggregate"),
+        passphrase,
+        config.kdf,
+        k_min,
+    )
+    .map_err(|e| ServiceError::Config(e.to_string()))?;
     let rpc = VaultRpc::new(vault, gateway, keys, genesis, config.limits)
         .map_err(|e| ServiceError::Config(format!("genesis: {e}")))?;
+    rpc.set_aggregates(Arc::new(aggregates))
+        .map_err(ServiceError::Config)?;
     serve(rpc, config.listen).await
 }
 

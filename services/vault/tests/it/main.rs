@@ -120,6 +120,14 @@ impl LedgerGateway for Tampering {
         Ok(answer)
     }
 
+    async fn cohort(
+        &self,
+        request: RequestId,
+        offset: u64,
+    ) -> Result<access_pb::CohortResponse, GatewayError> {
+        self.inner.cohort(request, offset).await
+    }
+
     async fn party(&self, party: PartyId) -> Result<Option<consent_pb::Party>, GatewayError> {
         let tamper = self.tamper.lock().unwrap().clone();
         let mut answer = self.inner.party(party).await?;
