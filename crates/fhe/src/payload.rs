@@ -40,8 +40,12 @@ pub fn decode_payload(bytes: &[u8]) -> Result<(Cohort, EncryptedTable)> {
         .checked_mul(4)
         .and_then(|b| b.checked_add(16))
         .filter(|end| *end <= bytes.len() as u64)
-        .ok_or_else(|| bad(format!("{n} cohort rows do not fit in {} bytes", bytes.len())))?
-        as usize;
+        .ok_or_else(|| {
+            bad(format!(
+                "{n} cohort rows do not fit in {} bytes",
+                bytes.len()
+            ))
+        })? as usize;
     let rows: Vec<u64> = bytes[16..end]
         .chunks_exact(4)
         .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))

@@ -512,8 +512,14 @@ async fn vault_episode(
     });
     let predicate_ok =
         predicate_episode(out, dir, &vault, &client, cast, patients, insurer_c).await?;
+    let aggregate_ok = aggregate_episode(out, &vault, &client, cast, patients).await?;
     vault.stop().await?;
-    Ok(text == lab && granted.granted() && !denied.granted() && refused_ok && predicate_ok)
+    Ok(text == lab
+        && granted.granted()
+        && !denied.granted()
+        && refused_ok
+        && predicate_ok
+        && aggregate_ok)
 }
 
 /// Predicate proofs: the consortium registers the circuit's verifying key through governance;
@@ -712,4 +718,258 @@ async fn predicate_episode(
         results.push(Some(verified.is_ok()));
     }
     Ok(results == [Some(true), None])
+}
+
+/// One synthetic patient of the aggregate episode: (age, bmi_x10, hba1c_x10, smoker, sex).
+type Vitals = (i64, i64, i64, i64, i64);
+
+/// Deterministic vitals: a third aged 40–59 with HbA1c ≥ 6.5 %, a third younger with normal
+/// HbA1c, a third aged 60–89 with mixed values.
+fn vitals(i: i64) -> Vitals {
+    let (age, hba1c) = match i % 3 {
+        0 => (40 + (i * 7) % 20, 65 + (i * 3) % 20),
+        1 => (20 + (i * 5) % 20, 50 + (i * 3) % 15),
+        _ => (60 + (i * 11) % 30, 55 + (i * 7) % 30),
+    };
+    (
+        age,
+        220 + (i * 13) % 120,
+        hba1c,
+        i64::from(i % 4 == 0),
+        i % 2,
+    )
+}
+
+/// Patients in the aggregate episode, and how many of them consent.
+const COHORT_PATIENTS: i64 = 48;
+const COHORT_CONSENTING: i64 = 40;
+
+/// Aggregates on encrypted data: 48 patients' lab records go into the hospital's vault (each
+/// also gets a row in its encrypted table); 40 of them let AdCo compute aggregates for
+/// marketing. AdCo's compute worker evaluates over ciphertexts only; the vault decrypts only the
+/// aggregate, after checking it, and logs the release. A query narrowing to fewer than k
+/// patients is refused by the vault, and one over a category without consenting patients by the
+/// ledger; both are logged.
+async fn aggregate_episode(
+    out: &Output,
+    vault: &custos_vault_service::RunningVault<custos_vault_service::SledVaultStore, NodeGateway>,
+    client: &VaultClient,
+    cast: &Cast,
+    patients: &Client,
+) -> anyhow::Result<bool> {
+    use custos_types::AggregateScope;
+    section(
+        out,
+        "aggregates on encrypted data: AdCo learns cohort statistics, never a record",
+    );
+    let people: Vec<PartyKeys> = (0..COHORT_PATIENTS).map(|_| keys()).collect();
+    let mut joins = tokio::task::JoinSet::new();
+    for (i, p) in people.iter().enumerate() {
+        let (node, p, advertiser) = (
+            patients.clone(),
+            p.clone(),
+            PartyId(cast.advertiser.public()),
+        );
+        joins.spawn(async move {
+            node.submit(
+                &p,
+                TxKind::RegisterParty(RegisterParty {
+                    party: PartyId(p.public()),
+                    role: Role::Patient,
+                    encryption_key: p.encryption_public(),
+                    organisation: Organisation::default(),
+                }),
+            )
+            .await?;
+            if (i as i64) < COHORT_CONSENTING {
+                node.submit(
+                    &p,
+                    TxKind::GrantConsent(Consent {
+                        patient: PartyId(p.public()),
+                        grantee: advertiser,
+                        scope: Scope::Some {
+                            records: BTreeSet::new(),
+                            categories: BTreeSet::from([Category::parse("lab", "category")
+                                .map_err(|e| anyhow::anyhow!("{e}"))?]),
+                        },
+                        purposes: BTreeSet::from([
+                            Purpose::parse("HMARKT").map_err(|e| anyhow::anyhow!("{e}"))?
+                        ]),
+                        modes: BTreeSet::from([AccessMode::Aggregate]),
+                        period: ConsentPeriod::default(),
+                    }),
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = joins.join_next().await {
+        joined??;
+    }
+    let mut puts = tokio::task::JoinSet::new();
+    for (i, p) in people.iter().enumerate() {
+        let (age, bmi, hba1c, smoker, sex) = vitals(i as i64);
+        let body = format!(
+            r#"{{"resourceType":"Observation","status":"final","code":{{"text":"HbA1c"}},"valueQuantity":{{"value":{:.1},"unit":"%"}}}}"#,
+            hba1c as f64 / 10.0
+        );
+        let attr = |name: &str, v: i64| vault_pb::Attribute {
+            name: name.into(),
+            value: Some(vault_pb::attribute::Value::Numeric(v)),
+        };
+        let header = vault_pb::RecordHeader {
+            record_id: Vec::new(),
+            owner: PartyId(p.public()).to_vec(),
+            category: "lab".into(),
+            attributes: vec![
+                attr("age", age),
+                attr("bmi_x10", bmi),
+                attr("hba1c_x10", hba1c),
+                attr("diabetes", i64::from(hba1c >= 65)),
+                attr("smoker", smoker),
+                attr("sex", sex),
+            ],
+            size: body.len() as u64,
+        };
+        let (client, hospital) = (client.clone(), cast.hospital.clone());
+        puts.spawn(async move {
+            client
+                .put(&hospital, header, std::io::Cursor::new(body.into_bytes()))
+                .await
+        });
+    }
+    let mut rows = 0;
+    while let Some(joined) = puts.join_next().await {
+        rows += usize::from(joined??.aggregate_row);
+    }
+    out.say(format!(
+        "{COHORT_PATIENTS} patients register; {COHORT_CONSENTING} consent to AdCo computing aggregates over their lab \
+         records for marketing (HMARKT); the hospital puts their {COHORT_PATIENTS} lab records, each also \
+         encrypted as a row of its FHE table ({rows} rows; tfhe-rs LWE, 2048 rows per ciphertext)"
+    ));
+    let worker = custos_compute::start(custos_compute::ComputeConfig::new(
+        "127.0.0.1:0".parse()?,
+        vault.endpoint(),
+    ))
+    .await?;
+    let query = "MEAN bmi WHERE age >= 40 AND age < 60 AND hba1c >= 6.5";
+    let plan = custos_proto::compute::v1::compute_service_client::ComputeServiceClient::connect(
+        worker.endpoint(),
+    )
+    .await?
+    .explain(custos_proto::compute::v1::ExplainRequest {
+        query: query.into(),
+    })
+    .await?
+    .into_inner();
+    out.say(format!(
+        "AdCo: compute worker at {} (no key: it evaluates ciphertexts); EXPLAIN {query}: {}",
+        worker.endpoint(),
+        if plan.bootstrapped {
+            "bootstrapped (tfhe integer API)"
+        } else {
+            "additive: plain LWE sums of pre-encoded columns, no bootstrapping"
+        }
+    ));
+    let scope = |category: &str, text: &str| -> anyhow::Result<AggregateScope> {
+        Ok(AggregateScope {
+            custodian: PartyId(cast.hospital.public()),
+            category: Category::parse(category, "category").map_err(|e| anyhow::anyhow!("{e}"))?,
+            text: text.into(),
+        })
+    };
+    let marketing = Purpose::parse("HMARKT").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ask = |s: AggregateScope| {
+        let endpoint = worker.endpoint();
+        let marketing = marketing.clone();
+        async move {
+            crate::compute::aggregate_query(
+                patients,
+                client,
+                &endpoint,
+                &cast.advertiser,
+                &s,
+                marketing,
+                false,
+            )
+            .await
+        }
+    };
+    // What the answer must be: the consenting patients' plaintext, known to the demo only.
+    let matching: Vec<Vitals> = (0..COHORT_CONSENTING)
+        .map(vitals)
+        .filter(|(age, _, hba1c, _, _)| (40..60).contains(age) && *hba1c >= 65)
+        .collect();
+    let expected_mean =
+        matching.iter().map(|v| v.1 as f64 / 10.0).sum::<f64>() / matching.len().max(1) as f64;
+    let released_ok = match ask(scope("lab", query)?).await? {
+        crate::compute::AggregateOutcome::Released {
+            evaluated, release, ..
+        } => {
+            out.say(format!(
+                "AdCo learns: consenting patients 40–60 with diabetes (HbA1c ≥ 6.5 %): {}, mean BMI \
+                 {:.1} (cohort of {} fixed by the ledger; {} encrypted rows evaluated in {:.2} ms; the \
+                 vault recomputed the result before decrypting it and logged the release at height {})",
+                release.count,
+                release.value.unwrap_or(f64::NAN),
+                release.cohort_size,
+                evaluated.table_rows,
+                evaluated.evaluate_seconds * 1e3,
+                release.release_height
+            ));
+            release.count == matching.len() as u64
+                && release
+                    .value
+                    .is_some_and(|v| (v - expected_mean).abs() < 1e-9)
+                && release.cohort_size == COHORT_CONSENTING as u64
+        }
+        crate::compute::AggregateOutcome::Denied { reason, .. } => {
+            out.say(format!(
+                "AdCo's query was denied by the ledger ({reason}): this is a bug"
+            ));
+            false
+        }
+        crate::compute::AggregateOutcome::Refused { message, .. } => {
+            out.say(format!(
+                "the vault refused AdCo's query ({message}): this is a bug"
+            ));
+            false
+        }
+    };
+    let narrow = "COUNT WHERE age >= 80";
+    let narrow_ok = match ask(scope("lab", narrow)?).await? {
+        crate::compute::AggregateOutcome::Refused { message, .. } => {
+            out.say(format!(
+                "AdCo asks `{narrow}`: the vault refuses ({}) and the refusal is on the ledger",
+                message.split(':').next().unwrap_or_default()
+            ));
+            message.starts_with("cohort_too_small") && message.contains("logged on the ledger")
+        }
+        _ => {
+            out.say(format!("AdCo's `{narrow}` was released: this is a bug"));
+            false
+        }
+    };
+    let empty_ok = match ask(scope("imaging", "COUNT")?).await? {
+        crate::compute::AggregateOutcome::Denied {
+            reason,
+            cohort_size,
+            ..
+        } => {
+            out.say(format!(
+                "AdCo asks for a COUNT over imaging records: denied by the ledger ({}, cohort of {}): \
+                 nothing is computed",
+                reason.code(),
+                cohort_size.unwrap_or(0)
+            ));
+            reason == custos_types::DecisionReason::CohortTooSmall
+        }
+        _ => {
+            out.say("AdCo's imaging query was not denied: this is a bug");
+            false
+        }
+    };
+    worker.stop().await?;
+    Ok(rows == COHORT_PATIENTS as usize && released_ok && narrow_ok && empty_ok)
 }

@@ -2,6 +2,7 @@
 //! and the demo.
 
 mod audit;
+mod compute;
 mod demo;
 mod devnet;
 mod governance;
@@ -69,6 +70,9 @@ enum Command {
     /// Vault commands: run a custodian's vault; put, list, erase, rotate-key; fetch, fetch-own.
     #[command(subcommand)]
     Vault(vault::VaultCommand),
+    /// Aggregates on encrypted data: run a compute worker, EXPLAIN a query, run one.
+    #[command(subcommand)]
+    Compute(compute::ComputeCommand),
     /// Zero-knowledge keys: the predicate circuit's setup.
     #[command(subcommand)]
     Zk(zk::ZkCommand),
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
             Command::Audit(cmd) => audit::run(cmd, &out).await,
             Command::Governance(cmd) => governance::run(cmd, &out).await,
             Command::Vault(cmd) => vault::run(cmd, &out).await,
+            Command::Compute(cmd) => compute::run(cmd, &out).await,
             Command::Zk(cmd) => zk::run(cmd, &out),
         }
     });

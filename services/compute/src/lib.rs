@@ -112,8 +112,8 @@ async fn read_bytes<M>(
     let mut out = Vec::with_capacity(total.min(256 << 20) as usize);
     let mut last = Instant::now();
     while let Some(message) = stream.message().await? {
-        let slice = data(message)
-            .ok_or_else(|| Status::data_loss("the vault sent a second header"))?;
+        let slice =
+            data(message).ok_or_else(|| Status::data_loss("the vault sent a second header"))?;
         if out.len() as u64 + slice.len() as u64 > total {
             return Err(Status::data_loss(format!(
                 "the vault sent more than the {total} bytes it announced"
@@ -170,7 +170,9 @@ impl ComputeRpc {
             Some(vault_pb::fhe_keys_chunk::Part::Header(h)) => h,
             _ => return Err(Status::data_loss("the vault's key stream has no header")),
         };
-        let total = header.public_key_bytes.saturating_add(header.server_key_bytes);
+        let total = header
+            .public_key_bytes
+            .saturating_add(header.server_key_bytes);
         let bytes = read_bytes(
             &mut stream,
             total,
@@ -244,7 +246,12 @@ impl ComputeRpc {
         read: ledger_pb::SignedRead,
         events: &Events,
     ) -> Result<pb::EvaluateResult, Status> {
-        let mut stream = self.vault().await?.get_cohort_table(read).await?.into_inner();
+        let mut stream = self
+            .vault()
+            .await?
+            .get_cohort_table(read)
+            .await?
+            .into_inner();
         let header = match stream.message().await?.and_then(|m| m.part) {
             Some(vault_pb::cohort_table_chunk::Part::Header(h)) => h,
             _ => return Err(Status::data_loss("the vault's cohort stream has no header")),
@@ -294,9 +301,7 @@ impl ComputeRpc {
         .map_err(internal)?
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let seconds = started.elapsed().as_secs_f64();
-        let bytes = result
-            .to_bytes()
-            .map_err(internal)?;
+        let bytes = result.to_bytes().map_err(internal)?;
         info!(
             target: "custos::compute",
             request = %hex::encode(&header.request_id),
@@ -315,7 +320,11 @@ impl ComputeRpc {
             cohort_rows: header.cohort_rows,
             table_rows: rows,
             evaluate_seconds: seconds,
-            rows_per_second: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 },
+            rows_per_second: if seconds > 0.0 {
+                rows as f64 / seconds
+            } else {
+                0.0
+            },
         })
     }
 }
@@ -408,7 +417,9 @@ pub async fn start(config: ComputeConfig) -> Result<RunningCompute, ComputeError
     let listen = config.listen;
     let rpc = ComputeRpc::new(config);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ComputeServiceServer<ComputeRpc>>().await;
+    health
+        .set_serving::<ComputeServiceServer<ComputeRpc>>()
+        .await;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| ComputeError::Server(format!("cannot listen on {listen}: {e}")))?;

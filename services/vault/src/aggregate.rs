@@ -116,9 +116,7 @@ fn u64_of(bytes: &[u8], what: &str) -> Result<u64, AggregateError> {
 }
 
 /// The aggregate record of a vault record's attributes, or why it has none.
-pub fn fhe_record(
-    attributes: &BTreeMap<AttributeName, AttributeValue>,
-) -> Result<Record, String> {
+pub fn fhe_record(attributes: &BTreeMap<AttributeName, AttributeValue>) -> Result<Record, String> {
     let get = |name: &str| {
         attributes
             .iter()
@@ -144,7 +142,10 @@ pub fn fhe_record(
     };
     let mut r = Record::new();
     r.insert("age".into(), Value::Number(number("age")? as f64));
-    r.insert("bmi".into(), Value::Number(number("bmi_x10")? as f64 / 10.0));
+    r.insert(
+        "bmi".into(),
+        Value::Number(number("bmi_x10")? as f64 / 10.0),
+    );
     r.insert(
         "hba1c".into(),
         Value::Number(number("hba1c_x10")? as f64 / 10.0),
@@ -187,9 +188,11 @@ impl Aggregates {
             ClientKey::from_bytes(&bytes)?
         } else {
             let key = ClientKey::generate();
-            let sealed = PassphraseSealed::seal(passphrase, KEY_LABEL, &key.to_bytes(), kdf, &mut OsRng)
-                .map_err(|e| store_err("seal the FHE client key", e))?;
-            let text = serde_json::to_string_pretty(&sealed).map_err(|e| store_err("key file", e))?;
+            let sealed =
+                PassphraseSealed::seal(passphrase, KEY_LABEL, &key.to_bytes(), kdf, &mut OsRng)
+                    .map_err(|e| store_err("seal the FHE client key", e))?;
+            let text =
+                serde_json::to_string_pretty(&sealed).map_err(|e| store_err("key file", e))?;
             write_atomically(&key_path, text.as_bytes())?;
             info!(target: "custos::vault", key = %key.id(), "new FHE client key generated and sealed");
             key
@@ -199,7 +202,8 @@ impl Aggregates {
         let mut tables = BTreeMap::new();
         for item in db.scan_prefix(b"n/") {
             let (k, v) = item.map_err(|e| store_err("scan", e))?;
-            let category = String::from_utf8(k[2..].to_vec()).map_err(|e| store_err("category", e))?;
+            let category =
+                String::from_utf8(k[2..].to_vec()).map_err(|e| store_err("category", e))?;
             let rows = u64_of(&v, "row count")?;
             let mut prefix = b"c/".to_vec();
             prefix.extend_from_slice(category.as_bytes());
@@ -349,7 +353,8 @@ impl Aggregates {
         let Some(category) = self.db.get(&i).map_err(|e| store_err("read", e))? else {
             return Ok(false);
         };
-        let category = String::from_utf8(category.to_vec()).map_err(|e| store_err("category", e))?;
+        let category =
+            String::from_utf8(category.to_vec()).map_err(|e| store_err("category", e))?;
         let mut tables = self.write()?;
         let Some(entry) = tables.get_mut(&category) else {
             return Ok(false);
@@ -372,7 +377,10 @@ impl Aggregates {
         let entry = tables
             .get(category)
             .ok_or_else(|| AggregateError::NoTable(category.to_string()))?;
-        let mut rows: Vec<u64> = ids.iter().filter_map(|id| entry.rows.get(id).copied()).collect();
+        let mut rows: Vec<u64> = ids
+            .iter()
+            .filter_map(|id| entry.rows.get(id).copied())
+            .collect();
         rows.sort_unstable();
         let missing = (ids.len() - rows.len()) as u64;
         Ok(CohortRows {

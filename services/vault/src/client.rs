@@ -292,4 +292,41 @@ impl VaultClient {
             .await?
             .into_inner())
     }
+
+    /// The signed read a compute worker forwards to `GetCohortTable` for the granted aggregate
+    /// request `request` (signed by its requester's `keys`, valid for the vault's freshness
+    /// window).
+    pub fn cohort_table_read(&self, keys: &PartyKeys, request: RequestId) -> ledger_pb::SignedRead {
+        self.signed_read(
+            keys,
+            methods::COHORT_TABLE,
+            &pb::CohortTableQuery {
+                request_id: request.to_vec(),
+            },
+        )
+    }
+
+    /// Asks the vault to check, decrypt and release the aggregate a compute worker computed for
+    /// the granted request `request`; the vault logs the release on the ledger first.
+    pub async fn release_aggregate(
+        &self,
+        keys: &PartyKeys,
+        request: RequestId,
+        result: Vec<u8>,
+    ) -> Result<pb::AggregateRelease> {
+        let query = pb::ReleaseAggregateQuery {
+            request_id: request.to_vec(),
+            result_digest: custos_crypto::sha256(&result).0.to_vec(),
+        };
+        let read = self.signed_read(keys, methods::RELEASE_AGGREGATE, &query);
+        Ok(self
+            .grpc
+            .clone()
+            .release_aggregate(pb::ReleaseAggregateRequest {
+                read: Some(read),
+                result,
+            })
+            .await?
+            .into_inner())
+    }
 }

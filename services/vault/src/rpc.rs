@@ -486,15 +486,20 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             now: Timestamp::now(),
             max_age_ms: inner.limits.max_decision_age_ms,
         };
-        let decision = match check.verify(request, requester, ReleaseKind::Aggregate, answer.as_ref())
-        {
-            Ok(decision) => decision,
-            Err(denial) => return Err(self.refuse(request, requester, evidence, denial).await),
-        };
+        let decision =
+            match check.verify(request, requester, ReleaseKind::Aggregate, answer.as_ref()) {
+                Ok(decision) => decision,
+                Err(denial) => return Err(self.refuse(request, requester, evidence, denial).await),
+            };
         let unverified = |reason: String| Denial::CohortUnverified { request, reason };
         let Some(size) = decision.cohort.as_ref().map(|c| c.size) else {
             return Err(self
-                .refuse(request, requester, evidence, unverified("the decision fixes no cohort".into()))
+                .refuse(
+                    request,
+                    requester,
+                    evidence,
+                    unverified("the decision fixes no cohort".into()),
+                )
                 .await);
         };
         let mut ids = Vec::new();
@@ -512,7 +517,12 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 || ids.len() as u64 + parsed.len() as u64 > size
             {
                 return Err(self
-                    .refuse(request, requester, evidence, unverified("the node's pages do not add up to the cohort".into()))
+                    .refuse(
+                        request,
+                        requester,
+                        evidence,
+                        unverified("the node's pages do not add up to the cohort".into()),
+                    )
                     .await);
             }
             ids.extend(parsed);
@@ -530,7 +540,12 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             Ok(v) if v.decision == decision => v,
             Ok(_) => {
                 return Err(self
-                    .refuse(request, requester, evidence, unverified("the cohort's decision is another one".into()))
+                    .refuse(
+                        request,
+                        requester,
+                        evidence,
+                        unverified("the cohort's decision is another one".into()),
+                    )
                     .await);
             }
             Err(e) => {
@@ -628,24 +643,45 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
 
     async fn release_aggregate_impl(
         &self,
-        wire: ledger_pb::SignedRead,
+        message: pb::ReleaseAggregateRequest,
     ) -> Result<pb::AggregateRelease, Status> {
+        let wire = message.read.ok_or_else(|| {
+            field_status(
+                FieldError::new("read", "required field is missing"),
+                "release aggregate",
+            )
+        })?;
         let read = self.authorize(&wire, methods::RELEASE_AGGREGATE)?;
-        let query: pb::ReleaseAggregateQuery =
-            read.query().map_err(|e| field_status(e, "release aggregate"))?;
-        let request = RequestId::from_field(&query.request_id, "body.query.request_id")
+        let query: pb::ReleaseAggregateQuery = read
+            .query()
             .map_err(|e| field_status(e, "release aggregate"))?;
-        if query.result.len() > MAX_RESULT_BYTES {
+        let request = RequestId::from_field(&query.request_id, "read.body.query.request_id")
+            .map_err(|e| field_status(e, "release aggregate"))?;
+        let bytes = message.result;
+        if bytes.len() > MAX_RESULT_BYTES {
             return Err(field_status(
                 FieldError::new(
-                    "body.query.result",
-                    format!("at most {MAX_RESULT_BYTES} bytes, got {}", query.result.len()),
+                    "result",
+                    format!("at most {MAX_RESULT_BYTES} bytes, got {}", bytes.len()),
                 ),
                 "release aggregate",
             ));
         }
-        let result = custos_fhe::EncryptedResult::from_bytes(&query.result).map_err(|e| {
-            field_status(FieldError::new("body.query.result", e.to_string()), "release aggregate")
+        let result_digest = sha256(&bytes);
+        if result_digest.0.as_slice() != query.result_digest.as_slice() {
+            return Err(field_status(
+                FieldError::new(
+                    "result",
+                    "its SHA-256 is not the result_digest the requester signed",
+                ),
+                "release aggregate",
+            ));
+        }
+        let result = custos_fhe::EncryptedResult::from_bytes(&bytes).map_err(|e| {
+            field_status(
+                FieldError::new("result", e.to_string()),
+                "release aggregate",
+            )
         })?;
         let requester = read.author;
         let evidence = sha256(&wire.encode_to_vec());
@@ -666,7 +702,16 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             Ok(value) => value,
             Err(AggregateError::Fhe(custos_fhe::Error::CohortTooSmall { k_min, got })) => {
                 return Err(self
-                    .refuse(request, requester, evidence, Denial::BelowK { request, k_min, got })
+                    .refuse(
+                        request,
+                        requester,
+                        evidence,
+                        Denial::BelowK {
+                            request,
+                            k_min,
+                            got,
+                        },
+                    )
                     .await);
             }
             Err(AggregateError::Fhe(
@@ -691,7 +736,6 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             custos_fhe::AggregateValue::Sum { total, count, .. } => ("sum", count, Some(total)),
             custos_fhe::AggregateValue::Mean { mean, count, .. } => ("mean", count, mean),
         };
-        let result_digest = sha256(&query.result);
         let released = format!(
             "{aggregate};count={count};value={}",
             number.map_or("none".to_string(), |v| format!("{v:?}"))
@@ -1101,7 +1145,8 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
         );
         let aggregate_row = match inner.aggregates.get().cloned() {
             Some(aggregates) => {
-                let (category, attributes) = (meta.category.as_str().to_string(), meta.attributes.clone());
+                let (category, attributes) =
+                    (meta.category.as_str().to_string(), meta.attributes.clone());
                 tokio::task::spawn_blocking(move || aggregates.ingest(&category, id, &attributes))
                     .await
                     .map_err(internal)?
@@ -1254,13 +1299,15 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
         &self,
         request: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<Self::GetCohortTableStream>, Status> {
-        self.cohort_table(request.into_inner()).await.map(Response::new)
+        self.cohort_table(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     #[instrument(name = "vault.release_aggregate", skip_all)]
     async fn release_aggregate(
         &self,
-        request: Request<ledger_pb::SignedRead>,
+        request: Request<pb::ReleaseAggregateRequest>,
     ) -> Result<Response<pb::AggregateRelease>, Status> {
         self.release_aggregate_impl(request.into_inner())
             .await

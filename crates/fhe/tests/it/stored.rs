@@ -135,10 +135,16 @@ fn a_cohort_payload_round_trips_and_malformed_payloads_are_refused() {
     let bytes = custos_fhe::encode_payload(&cohort, &projected).expect("encodes");
     let (c, t) = custos_fhe::decode_payload(&bytes).expect("decodes");
     assert_eq!((c, t), (cohort.clone(), projected.clone()));
-    assert!(custos_fhe::decode_payload(&bytes[..12]).is_err(), "truncated");
+    assert!(
+        custos_fhe::decode_payload(&bytes[..12]).is_err(),
+        "truncated"
+    );
     let mut huge = bytes.clone();
     huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(custos_fhe::decode_payload(&huge).is_err(), "row count past the end");
+    assert!(
+        custos_fhe::decode_payload(&huge).is_err(),
+        "row count past the end"
+    );
     let mut unsorted = bytes.clone();
     if cohort.len() >= 2 {
         let (a, b) = (16..20, 20..24);
@@ -146,9 +152,15 @@ fn a_cohort_payload_round_trips_and_malformed_payloads_are_refused() {
         let second = unsorted[b.clone()].to_vec();
         unsorted[a].copy_from_slice(&second);
         unsorted[b].copy_from_slice(&first);
-        assert!(custos_fhe::decode_payload(&unsorted).is_err(), "unsorted rows");
+        assert!(
+            custos_fhe::decode_payload(&unsorted).is_err(),
+            "unsorted rows"
+        );
     }
     let outside = custos_fhe::Cohort::from_sorted_rows(&[0, 31]).expect("valid");
     let bytes = custos_fhe::encode_payload(&outside, &projected).expect("encodes");
-    assert!(custos_fhe::decode_payload(&bytes).is_err(), "row past the table");
+    assert!(
+        custos_fhe::decode_payload(&bytes).is_err(),
+        "row past the table"
+    );
 }

@@ -71,7 +71,7 @@ impl vault_pb::vault_service_server::VaultService for NoVault {
     }
     async fn release_aggregate(
         &self,
-        _: Request<ledger_pb::SignedRead>,
+        _: Request<vault_pb::ReleaseAggregateRequest>,
     ) -> Result<Response<vault_pb::AggregateRelease>, Status> {
         Err(Status::unimplemented(VAULT))
     }
