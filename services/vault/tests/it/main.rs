@@ -4,6 +4,7 @@
 // Test helpers: failing loudly is their job.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod aggregate;
 mod bad_input;
 mod denied;
 mod erasure;
