@@ -882,7 +882,6 @@ async fn aggregate_episode(
     let marketing = Purpose::parse("HMARKT").map_err(|e| anyhow::anyhow!("{e}"))?;
     let ask = |s: AggregateScope| {
         let endpoint = worker.endpoint();
-        let marketing = marketing.clone();
         async move {
             crate::compute::aggregate_query(
                 patients,

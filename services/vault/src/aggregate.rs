@@ -24,7 +24,7 @@
 //! cannot encode, is stored and registered as usual but has no row: it cannot be aggregated, and
 //! the release says how many of the cohort's records had a row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -60,7 +60,7 @@ fn store_err(what: &str, e: impl std::fmt::Display) -> AggregateError {
 
 struct CategoryTable {
     table: EncryptedTable,
-    rows: HashMap<RecordId, u64>,
+    rows: BTreeMap<RecordId, u64>,
 }
 
 /// Public FHE material, computed once.
@@ -222,7 +222,7 @@ impl Aggregates {
                 });
             }
             let table = EncryptedTable::new(schema.clone(), &key).with_chunks(rows, chunks)?;
-            let mut ids = HashMap::new();
+            let mut ids = BTreeMap::new();
             let mut prefix = b"r/".to_vec();
             prefix.extend_from_slice(category.as_bytes());
             prefix.push(0);
@@ -320,7 +320,7 @@ impl Aggregates {
             .entry(category.to_string())
             .or_insert_with(|| CategoryTable {
                 table: EncryptedTable::new(self.schema.clone(), &self.key),
-                rows: HashMap::new(),
+                rows: BTreeMap::new(),
             });
         if let Some(row) = entry.rows.get(&record) {
             return Ok(Some(*row));
