@@ -52,13 +52,15 @@ fn start_vault(
     genesis: &Path,
     sealed: &Path,
     data: &Path,
-    proving_key: &Path,
+    proving_key: Option<&Path>,
 ) -> (Child, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = custos()
-        .args(["vault", "run", "--listen", "127.0.0.1:0", "--node", node])
-        .arg("--proving-key")
-        .arg(proving_key)
+    let mut command = custos();
+    command.args(["vault", "run", "--listen", "127.0.0.1:0", "--node", node]);
+    if let Some(pk) = proving_key {
+        command.arg("--proving-key").arg(pk);
+    }
+    let mut child = command
         .arg("--genesis")
         .arg(genesis)
         .arg("--key")
@@ -197,7 +199,7 @@ fn custodian_insurer_and_patient_use_the_vault_through_the_cli() {
         &genesis,
         &sealed,
         &d.join("vault"),
-        &d.join("zk").join("predicate.pk"),
+        Some(&d.join("zk").join("predicate.pk")),
     );
 
     // The custodian puts two of alice's records (a FHIR resource and a multi-chunk file).
@@ -429,4 +431,202 @@ fn custodian_insurer_and_patient_use_the_vault_through_the_cli() {
     vault_child.wait().unwrap();
     node_child.kill().unwrap();
     node_child.wait().unwrap();
+}
+
+/// Starts `custos compute run` for `vault`; returns the child and its endpoint.
+fn start_compute(vault: &str) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = custos()
+        .args([
+            "compute",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--vault",
+            vault,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn custos compute run");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let endpoint = line
+        .strip_prefix("compute worker listening on ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    (child, endpoint)
+}
+
+#[test]
+fn an_advertiser_runs_an_aggregate_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (hospital, hospital_pk) = keygen(d, "hospital");
+    let (advertiser, advertiser_pk) = keygen(d, "advertiser");
+    let (auditor, _) = keygen(d, "auditor");
+    let node_dir = d.join("node");
+    let parties = format!(
+        "custodian:st-mary:{}:member,partner:adco:{}:member,auditor:regulator:{}",
+        hospital.display(),
+        advertiser.display(),
+        auditor.display()
+    );
+    let init = custos()
+        .args(["node", "init", "--dir"])
+        .arg(&node_dir)
+        .args(["--party", &parties])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let (mut node_child, node) = start_node(&node_dir.join("node.toml"));
+    let sealed = d.join("hospital.sealed");
+    ok_json(
+        custos()
+            .args(["--json", "vault", "seal-key", "--key"])
+            .arg(&hospital)
+            .arg("--out")
+            .arg(&sealed)
+            .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE)
+            .output()
+            .unwrap(),
+    );
+    let (mut vault_child, vault) = start_vault(
+        &node,
+        &node_dir.join("genesis.json"),
+        &sealed,
+        &d.join("vault"),
+        None,
+    );
+    // Eleven patients register, consent to aggregates for research, and get a lab record with
+    // the aggregate schema's attributes; ages 35, 40, …, 85.
+    let file = d.join("obs.json");
+    std::fs::write(&file, br#"{"resourceType":"Observation"}"#).unwrap();
+    for i in 0..11 {
+        let (patient, patient_pk) = keygen(d, &format!("patient{i}"));
+        let mut registered = false;
+        for _ in 0..200 {
+            if run(&["patient", "register"], &node, "", &patient)
+                .status
+                .success()
+            {
+                registered = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        assert!(registered, "patient register never succeeded");
+        ok_json(run(
+            &[
+                "patient",
+                "grant",
+                "--grantee",
+                &advertiser_pk,
+                "--purpose",
+                "HRESCH",
+                "--mode",
+                "aggregate",
+                "--category",
+                "lab",
+            ],
+            &node,
+            "",
+            &patient,
+        ));
+        let attrs = [
+            format!("age={}", 35 + 5 * i),
+            format!("bmi_x10={}", 240 + i),
+            "hba1c_x10=60".to_string(),
+            "diabetes=0".to_string(),
+            "smoker=0".to_string(),
+            "sex=female".to_string(),
+        ];
+        let mut args = vec![
+            "vault",
+            "put",
+            "--owner",
+            &patient_pk,
+            "--category",
+            "lab",
+            "--file",
+            file.to_str().unwrap(),
+        ];
+        for a in &attrs {
+            args.extend(["--attr", a]);
+        }
+        ok_json(run(&args, &node, &vault, &sealed));
+    }
+    let (mut compute_child, compute) = start_compute(&vault);
+    let query = |q: &str| {
+        custos()
+            .args([
+                "--json",
+                "compute",
+                "query",
+                "--custodian",
+                &hospital_pk,
+                "--category",
+                "lab",
+                "--purpose",
+                "HRESCH",
+                "--compute",
+                &compute,
+                q,
+            ])
+            .env("CUSTOS_NODE", &node)
+            .env("CUSTOS_VAULT", &vault)
+            .env("CUSTOS_KEY", &advertiser)
+            .output()
+            .unwrap()
+    };
+    let explain = ok_json(
+        custos()
+            .args(["--json", "compute", "explain", "--compute", &compute])
+            .arg("MEAN bmi WHERE age >= 40")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(explain["bootstrapped"], false, "{explain}");
+    let v = ok_json(query("MEAN bmi WHERE age >= 40"));
+    assert_eq!(v["count"], 10, "{v}");
+    assert_eq!(v["cohort_size"], 11, "{v}");
+    let mean = v["value"].as_f64().unwrap();
+    assert!((mean - 24.55).abs() < 1e-9, "{mean}");
+    assert!(v["release_height"].as_u64().unwrap() > 0);
+    // Fewer than k = 10 matching: refused by the vault, and the refusal is logged.
+    let narrow = refused(query("COUNT WHERE age >= 80"));
+    assert!(narrow.contains("cohort_too_small"), "{narrow}");
+    assert!(narrow.contains("logged on the ledger"), "{narrow}");
+    // Bad input: named, non-zero exit, nothing released.
+    let bad = refused(query("COUNT WHERE height > 1"));
+    assert!(bad.contains("unknown attribute"), "{bad}");
+    let bad = refused(
+        custos()
+            .args([
+                "compute",
+                "query",
+                "--custodian",
+                &hospital_pk,
+                "--category",
+                "Not A Category",
+            ])
+            .args(["--purpose", "HRESCH", "--compute", &compute, "COUNT"])
+            .env("CUSTOS_NODE", &node)
+            .env("CUSTOS_KEY", &advertiser)
+            .output()
+            .unwrap(),
+    );
+    assert!(bad.contains("--category"), "{bad}");
+    for child in [&mut compute_child, &mut vault_child, &mut node_child] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
