@@ -505,3 +505,58 @@ async fn cohorts_below_k_are_refused_and_logged_and_bad_queries_get_clear_errors
     assert!(e.message().starts_with("wrong_mode"), "{}", e.message());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_erased_record_loses_its_encrypted_row() {
+    use custos_types::tx::EraseRecord;
+    let mut vn = VaultNet::start(2).await.unwrap();
+    let (keep, erase) = (vn.net.patients[0].clone(), vn.net.patients[1].clone());
+    let kept = vn
+        .put_with(&keep, b"{}".to_vec(), attributes(0))
+        .await
+        .unwrap();
+    let record = vn
+        .put_with(&erase, b"{}".to_vec(), attributes(1))
+        .await
+        .unwrap();
+    let tx = vn
+        .net
+        .client
+        .sign(
+            &erase,
+            TxKind::EraseRecord(EraseRecord {
+                record_id: record,
+                legal_grounds: false,
+            }),
+        )
+        .await
+        .unwrap();
+    vn.client.erase(&tx).await.unwrap();
+    vn.stop_vault().await.unwrap();
+    // Reopened from its files: the erased record has no row; the other keeps its own.
+    let aggregates = custos_vault_service::Aggregates::open(
+        &vn.config.data_dir.join("aggregate"),
+        &custos_vault::Passphrase::new(crate::PASSPHRASE.into()).unwrap(),
+        vn.config.kdf,
+        2,
+    )
+    .unwrap();
+    let rows = aggregates.cohort("lab", &[kept, record]).unwrap();
+    assert_eq!(rows.missing, 1, "the erased record's row is gone");
+    assert_eq!(rows.cohort.rows().collect::<Vec<_>>(), vec![0]);
+    assert_eq!(
+        aggregates.rows("lab").unwrap(),
+        2,
+        "rows keep their indices"
+    );
+    // A wrong passphrase does not open the sealed FHE key.
+    drop(aggregates);
+    let wrong = custos_vault_service::Aggregates::open(
+        &vn.config.data_dir.join("aggregate"),
+        &custos_vault::Passphrase::new("not the passphrase at all".into()).unwrap(),
+        vn.config.kdf,
+        2,
+    );
+    assert!(wrong.is_err());
+    vn.net.stop().await.unwrap();
+}
