@@ -77,6 +77,13 @@ impl Cohort {
         })
     }
 
+    /// Every row of a table of `rows` rows (a repacked table: see
+    /// [`crate::EncryptedTable::repack`]).
+    pub fn all(rows: u64) -> Result<Self> {
+        let rows: Vec<u64> = (0..rows).collect();
+        Self::from_sorted_rows(&rows)
+    }
+
     /// From a bitmap over the table's rows.
     pub fn from_bitmap(bits: &[bool]) -> Result<Self> {
         let rows: Vec<u64> = bits

@@ -344,6 +344,65 @@ impl EncryptedTable {
         Ok(out)
     }
 
+    /// A fresh table of only `cohort`'s rows (in cohort order, rows 0..len) and only the columns
+    /// `plan` reads, re-encrypted with randomness derived from `seed`: the same seed gives the
+    /// same bytes, so the custodian can rebuild it to check a result. What a worker gets: no
+    /// ciphertext of a row outside the cohort, nor the table's size. Evaluate it with
+    /// [`Cohort::all`] of its row count.
+    pub fn repack(
+        &self,
+        key: &ClientKey,
+        plan: &crate::Plan,
+        cohort: &crate::Cohort,
+        seed: &[u8; 32],
+    ) -> Result<EncryptedTable> {
+        if key.id() != self.key_id {
+            return Err(Error::KeyMismatch(format!(
+                "table is under key {}, got key {}",
+                self.key_id,
+                key.id()
+            )));
+        }
+        if let Some(last) = cohort.rows().last()
+            && last >= self.rows
+        {
+            return Err(Error::Cohort(format!(
+                "expected rows below the table's {}, got {last}",
+                self.rows
+            )));
+        }
+        let keys = plan.columns();
+        let columns = keys
+            .par_iter()
+            .map(|col| -> Result<(ColumnKey, Vec<PackedChunk>)> {
+                let values = self.decrypt_column(key, col)?;
+                let selected: Vec<u64> = cohort.rows().map(|r| values[r as usize]).collect();
+                let name = self.schema.column_name(col);
+                let chunks = selected
+                    .chunks(CHUNK_ROWS)
+                    .enumerate()
+                    .map(|(i, part)| {
+                        let derived = crate::keys::sha256(&[
+                            b"custos-fhe repack v1",
+                            seed,
+                            name.as_bytes(),
+                            &(i as u64).to_le_bytes(),
+                        ]);
+                        let mut rng = rand::rngs::StdRng::from_seed(derived);
+                        PackedChunk::encrypt(key, part, &mut rng)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((col.clone(), chunks))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(EncryptedTable {
+            schema: self.schema.clone(),
+            key_id: self.key_id,
+            rows: cohort.len() as u64,
+            columns,
+        })
+    }
+
     /// Decrypts one column's rows (custodian side: provenance recomputation, tests).
     pub(crate) fn decrypt_column(&self, key: &ClientKey, col: &ColumnKey) -> Result<Vec<u64>> {
         let chunks = self.column(col)?;

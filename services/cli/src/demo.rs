@@ -908,8 +908,9 @@ async fn aggregate_episode(
         } => {
             out.say(format!(
                 "AdCo learns: consenting patients 40–60 with diabetes (HbA1c ≥ 6.5 %): {}, mean BMI \
-                 {:.1} (cohort of {} fixed by the ledger; {} encrypted rows evaluated in {:.2} ms; the \
-                 vault recomputed the result before decrypting it and logged the release at height {})",
+                 {:.1} (cohort of {} fixed by the ledger; the worker got only their {} rows, \
+                 re-encrypted for this request, and evaluated them in {:.2} ms; the vault \
+                 recomputed the result before decrypting it and logged the release at height {})",
                 release.count,
                 release.value.unwrap_or(f64::NAN),
                 release.cohort_size,

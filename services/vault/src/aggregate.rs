@@ -14,8 +14,9 @@
 //! | `r/` category `0x00` record id | the record's row (u64 BE) |
 //! | `i/` record id | the record's category |
 //!
-//! What leaves the vault: ciphertexts of a granted cohort (to the requester's compute worker)
-//! and an aggregate decrypted only by [`Aggregates::release`] — k-anonymity on the cohort and on
+//! What leaves the vault: ciphertexts of a granted cohort's rows only, re-encrypted for the
+//! request (to the requester's compute worker), and an aggregate decrypted only by
+//! [`Aggregates::release`] — k-anonymity on the cohort and on
 //! the rows matching the WHERE clause, and a provenance check that recomputes the result.
 //!
 //! Record attributes map onto the demo schema ([`Schema::demo`]) as: `age` (years), `bmi_x10`
@@ -32,7 +33,7 @@ use custos_fhe::{
     AggregateValue, ClientKey, Cohort, EncryptedTable, KeyId, Plan, Record, Schema, StoredChunk,
     Value,
 };
-use custos_types::RecordId;
+use custos_types::{RecordId, RequestId};
 use custos_vault::{AttributeName, AttributeValue, KdfParams, Passphrase, PassphraseSealed};
 use rand_core::OsRng;
 use tracing::{info, warn};
@@ -389,23 +390,46 @@ impl Aggregates {
         })
     }
 
-    /// The payload a compute worker evaluates `plan` over: the cohort's rows and the table
-    /// projected to the plan's columns (ciphertexts only).
+    /// The repacking seed of `request`: a PRF of the client key, so only the custodian can
+    /// rebuild the same ciphertexts, and every request gets fresh ones.
+    fn repack_seed(&self, request: &RequestId) -> [u8; 32] {
+        let key = self.key.to_bytes();
+        custos_crypto::sha256_parts(&[b"custos/vault/repack/v1", &key, &request.0.0]).0
+    }
+
+    /// What the worker evaluates for `request`: only the cohort's rows of only the columns
+    /// `plan` reads, re-encrypted for this request ([`EncryptedTable::repack`]), and the cohort
+    /// over them (every row). A row outside the cohort never leaves the vault, not even as a
+    /// ciphertext, and the table's size stays here.
+    fn repacked(
+        &self,
+        category: &str,
+        plan: &Plan,
+        cohort: &Cohort,
+        request: &RequestId,
+    ) -> Result<(EncryptedTable, Cohort), AggregateError> {
+        let tables = self.read()?;
+        let entry = tables
+            .get(category)
+            .ok_or_else(|| AggregateError::NoTable(category.to_string()))?;
+        let packed = entry
+            .table
+            .repack(&self.key, plan, cohort, &self.repack_seed(request))?;
+        let all = Cohort::all(packed.rows())?;
+        Ok((packed, all))
+    }
+
+    /// The payload a compute worker evaluates `plan` over for `request` (blocking: decrypts
+    /// and re-encrypts the plan's columns).
     pub fn payload(
         &self,
         category: &str,
         plan: &Plan,
         cohort: &Cohort,
-    ) -> Result<(Vec<u8>, u64), AggregateError> {
-        let tables = self.read()?;
-        let entry = tables
-            .get(category)
-            .ok_or_else(|| AggregateError::NoTable(category.to_string()))?;
-        let projected = entry.table.project(plan)?;
-        Ok((
-            custos_fhe::encode_payload(cohort, &projected)?,
-            entry.table.rows(),
-        ))
+        request: &RequestId,
+    ) -> Result<Vec<u8>, AggregateError> {
+        let (packed, all) = self.repacked(category, plan, cohort, request)?;
+        Ok(custos_fhe::encode_payload(&all, &packed)?)
     }
 
     /// Rows in `category`'s table.
@@ -413,26 +437,20 @@ impl Aggregates {
         Ok(self.read()?.get(category).map_or(0, |t| t.table.rows()))
     }
 
-    /// Checks and decrypts a worker's result ([`custos_fhe::decrypt_checked`] with this vault's
-    /// k): blocking, it recomputes the aggregate.
+    /// Checks and decrypts a worker's result for `request` ([`custos_fhe::decrypt_checked`]
+    /// with this vault's k, against the same repacked table): blocking, it recomputes the
+    /// aggregate.
     pub fn release(
         &self,
         category: &str,
         plan: &Plan,
         cohort: &Cohort,
+        request: &RequestId,
         result: &custos_fhe::EncryptedResult,
     ) -> Result<AggregateValue, AggregateError> {
-        let tables = self.read()?;
-        let entry = tables
-            .get(category)
-            .ok_or_else(|| AggregateError::NoTable(category.to_string()))?;
+        let (packed, all) = self.repacked(category, plan, cohort, request)?;
         Ok(custos_fhe::decrypt_checked(
-            &self.key,
-            plan,
-            &entry.table,
-            cohort,
-            result,
-            self.k_min,
+            &self.key, plan, &packed, &all, result, self.k_min,
         )?)
     }
 

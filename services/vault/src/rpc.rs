@@ -603,11 +603,12 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         let category = scope.category.as_str().to_string();
         let (plan_text, key_id) = (plan.to_string(), aggregates.key_id());
         let cohort = rows.cohort.clone();
-        let (payload, table_rows) =
-            tokio::task::spawn_blocking(move || aggregates.payload(&category, &plan, &cohort))
-                .await
-                .map_err(internal)?
-                .map_err(aggregate_status)?;
+        let payload = tokio::task::spawn_blocking(move || {
+            aggregates.payload(&category, &plan, &cohort, &request)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(aggregate_status)?;
         info!(
             target: "custos::vault",
             request = %request.short(),
@@ -623,7 +624,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             plan: plan_text,
             cohort_size,
             cohort_rows: rows.cohort.len() as u64,
-            table_rows,
+            table_rows: rows.cohort.len() as u64,
             payload_bytes: payload.len() as u64,
             payload_digest: sha256(&payload).0.to_vec(),
             key_id: key_id.0.to_vec(),
@@ -694,7 +695,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         );
         let k_min = aggregates.k_min();
         let checked = tokio::task::spawn_blocking(move || {
-            aggregates.release(&category, &plan, &cohort, &result)
+            aggregates.release(&category, &plan, &cohort, &request, &result)
         })
         .await
         .map_err(internal)?;

@@ -164,3 +164,34 @@ fn a_cohort_payload_round_trips_and_malformed_payloads_are_refused() {
         "row past the table"
     );
 }
+
+#[test]
+fn a_repacked_cohort_holds_only_its_rows_evaluates_to_the_same_value_and_is_deterministic() {
+    let key = client_key();
+    let records = random_records(11, 3000);
+    let mut table = EncryptedTable::new(Schema::demo(), key);
+    table.append(key, &records).expect("appends");
+    let cohort = random_cohort(4, 3000, 0.6);
+    for query in [
+        "COUNT WHERE age >= 40 AND age < 60 AND hba1c >= 6.5",
+        "MEAN bmi WHERE age >= 40 AND age < 60 AND hba1c >= 6.5",
+    ] {
+        let plan = explain(table.schema(), query).expect("plans");
+        let direct = evaluate(&plan, &table, &cohort, None, &NoProgress).expect("evaluates");
+        let direct = decrypt_checked(key, &plan, &table, &cohort, &direct, 0).expect("checks");
+        let seed = [7u8; 32];
+        let packed = table.repack(key, &plan, &cohort, &seed).expect("repacks");
+        assert_eq!(packed.rows(), cohort.len() as u64);
+        assert_eq!(packed.column_count(), plan.columns().len());
+        let again = table.repack(key, &plan, &cohort, &seed).expect("repacks");
+        assert_eq!(packed, again, "the same seed gives the same table");
+        let other = table
+            .repack(key, &plan, &cohort, &[8u8; 32])
+            .expect("repacks");
+        assert_ne!(packed, other, "another seed gives other ciphertexts");
+        let all = custos_fhe::Cohort::all(packed.rows()).expect("valid");
+        let result = evaluate(&plan, &packed, &all, None, &NoProgress).expect("evaluates");
+        let value = decrypt_checked(key, &plan, &again, &all, &result, 0).expect("checks");
+        assert_eq!(value, direct, "{query}");
+    }
+}

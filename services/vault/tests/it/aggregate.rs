@@ -259,7 +259,8 @@ async fn aggregates_over_consenting_patients_equal_the_plaintext_and_are_logged_
             evaluated.cohort_rows, CONSENTING as u64,
             "non-consenting excluded"
         );
-        assert_eq!(evaluated.table_rows, PATIENTS as u64);
+        // The worker holds the cohort's rows only, never a non-consenting patient's ciphertext.
+        assert_eq!(evaluated.table_rows, CONSENTING as u64);
         let release = s
             .release(advertiser, request, evaluated.result.clone())
             .await
