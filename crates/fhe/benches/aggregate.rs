@@ -284,6 +284,20 @@ fn main() {
                 table.bytes_per_record_per_column()
             );
         }
+        // The vault's own cost per request: repacking the cohort's rows of the plan's columns
+        // for the worker (done again at release to check the result).
+        if let Ok(plan) = explain(table.schema(), "SUM bmi WHERE age >= 40 AND age < 60") {
+            let t = Instant::now();
+            match table.repack(&key, &plan, &cohort, &[1u8; 32]) {
+                Ok(packed) => println!(
+                    "  {n:>9} rows: vault repack for one request ({} columns, {} cohort rows): {:.2} ms",
+                    packed.column_count(),
+                    packed.rows(),
+                    t.elapsed().as_secs_f64() * 1e3
+                ),
+                Err(e) => panic!("repack: {e}"),
+            }
+        }
     }
     let plan = explain(
         &Schema::demo(),
