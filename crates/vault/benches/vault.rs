@@ -114,7 +114,7 @@ fn vault_in_memory(size: u64, count: u64) -> (Duration, Duration) {
         let start = Instant::now();
         let mut decryptor = ChunkDecryptor::new(&key, p).unwrap();
         for chunk in chunks {
-            let part = decryptor.open_chunk(chunk).unwrap();
+            let part = decryptor.open_chunk(chunk.into()).unwrap();
             std::hint::black_box(&part);
         }
         decryptor.finish().unwrap();
