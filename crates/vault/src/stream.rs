@@ -40,8 +40,6 @@ use std::sync::mpsc::{SendError, SyncSender};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 
 use custos_crypto::Hash;
 use custos_types::{PartyId, RecordId};
@@ -49,6 +47,8 @@ use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+mod aead;
 
 /// Default plaintext bytes per chunk: 64 KiB.
 pub const CHUNK_SIZE: u32 = 64 * 1024;
@@ -178,10 +178,6 @@ impl DataKey {
     pub fn expose(&self) -> &[u8; 32] {
         &self.0
     }
-
-    fn cipher(&self) -> ChaCha20Poly1305 {
-        ChaCha20Poly1305::new((&self.0).into())
-    }
 }
 
 impl fmt::Debug for DataKey {
@@ -260,12 +256,12 @@ impl StreamParams {
         [CHUNK_AAD_TAG, &self.encode()].concat()
     }
 
-    fn nonce(&self, index: u32, last: bool) -> Nonce {
+    fn nonce(&self, index: u32, last: bool) -> [u8; 12] {
         let mut nonce = [0u8; 12];
         nonce[..NONCE_PREFIX_LEN].copy_from_slice(&self.nonce_prefix);
         nonce[NONCE_PREFIX_LEN..11].copy_from_slice(&index.to_be_bytes());
         nonce[11] = u8::from(last);
-        nonce.into()
+        nonce
     }
 
     fn digest(&self) -> Sha256 {
@@ -441,7 +437,7 @@ impl CiphertextDigest {
 
 /// Seals chunks in place and tracks position, size and digest.
 struct Sealer {
-    cipher: ChaCha20Poly1305,
+    key: DataKey,
     params: StreamParams,
     aad: Vec<u8>,
     next: u32,
@@ -453,7 +449,7 @@ impl Sealer {
     fn new(key: &DataKey, params: StreamParams) -> Result<Self, StreamError> {
         params.check()?;
         Ok(Sealer {
-            cipher: key.cipher(),
+            key: key.clone(),
             aad: params.aad(),
             digest: CiphertextDigest::new(&params),
             params,
@@ -477,17 +473,12 @@ impl Sealer {
             });
         }
         let len = buf.len();
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(
-                &self.params.nonce(index, last),
-                &self.aad,
-                buf.as_mut_slice(),
-            )
-            .map_err(|_| StreamError::ChunkSize {
-                record: self.params.record_id,
-                got: self.params.chunk_size,
-            })?;
+        let tag = aead::seal_in_place(
+            self.key.expose(),
+            &self.params.nonce(index, last),
+            &self.aad,
+            buf.as_mut_slice(),
+        );
         buf.extend_from_slice(&tag);
         let ciphertext = Bytes::from(std::mem::take(&mut **buf));
         self.digest.update(&ciphertext);
@@ -706,7 +697,7 @@ impl<R: Read> Iterator for EncryptingReader<R> {
 /// Authenticates and decrypts a record's chunks in order; see the module docs for exactly what
 /// it guarantees.
 pub struct ChunkDecryptor {
-    cipher: ChaCha20Poly1305,
+    key: DataKey,
     params: StreamParams,
     aad: Vec<u8>,
     next: u32,
@@ -721,7 +712,7 @@ impl ChunkDecryptor {
     pub fn new(key: &DataKey, params: StreamParams) -> Result<Self, StreamError> {
         params.check()?;
         Ok(ChunkDecryptor {
-            cipher: key.cipher(),
+            key: key.clone(),
             aad: params.aad(),
             digest: CiphertextDigest::new(&params),
             params,
@@ -782,7 +773,8 @@ impl ChunkDecryptor {
             ));
         }
         self.digest.update_copy(&chunk);
-        let tag = Tag::clone_from_slice(&chunk[plain_len..]);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&chunk[plain_len..]);
         chunk.truncate(plain_len);
         // A full chunk may be an inner chunk or the final one; a short chunk can only be final.
         let candidates: &[bool] = if plain_len == chunk_size {
@@ -793,11 +785,7 @@ impl ChunkDecryptor {
         for &last in candidates {
             let nonce = self.params.nonce(index, last);
             // On failure the buffer is left as it was: the tag is checked before decrypting.
-            if self
-                .cipher
-                .decrypt_in_place_detached(&nonce, &self.aad, &mut chunk, &tag)
-                .is_ok()
-            {
+            if aead::open_in_place(self.key.expose(), &nonce, &self.aad, &mut chunk, &tag).is_ok() {
                 self.next = index
                     .checked_add(1)
                     .ok_or(StreamError::TooManyChunks { record })?;
