@@ -114,7 +114,7 @@ fn vault_in_memory(size: u64, count: u64) -> (Duration, Duration) {
         let start = Instant::now();
         let mut decryptor = ChunkDecryptor::new(&key, p).unwrap();
         for chunk in chunks {
-            let part = decryptor.open_chunk(chunk).unwrap();
+            let part = decryptor.open_chunk(chunk.into()).unwrap();
             std::hint::black_box(&part);
         }
         decryptor.finish().unwrap();
@@ -177,7 +177,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 64 * MIB } else { GIB });
-    // Each figure is the best of several rounds, vault and baselines interleaved, so that
+    // Each figure is the median of several rounds, vault and baselines interleaved, so that
     // other load on the machine skews neither side of a ratio.
     let rounds = if quick { 2 } else { 5 };
     let mut rows = Vec::new();
@@ -200,7 +200,7 @@ fn main() {
     rows.push(row);
 
     println!(
-        "custos-vault bench: 64 KiB chunks; MiB/s of plaintext, best of {rounds} rounds \
+        "custos-vault bench: 64 KiB chunks; MiB/s of plaintext, median of {rounds} rounds \
          (large: {}), baselines interleaved",
         rounds.min(3)
     );
@@ -262,9 +262,9 @@ struct Row {
     label: String,
     size: u64,
     count: u64,
-    // Best times: vault, raw, raw+sha, for encryption then decryption.
-    enc: [Duration; 3],
-    dec: [Duration; 3],
+    // Each round's times: vault, raw, raw+sha, for encryption then decryption.
+    enc: Vec<[Duration; 3]>,
+    dec: Vec<[Duration; 3]>,
 }
 
 impl Row {
@@ -280,8 +280,8 @@ impl Row {
             label,
             size,
             count,
-            enc: [Duration::MAX; 3],
-            dec: [Duration::MAX; 3],
+            enc: Vec::new(),
+            dec: Vec::new(),
         }
     }
 
@@ -299,19 +299,19 @@ impl Row {
             raw_aead(total, piece, true, false),
             raw_aead(total, piece, true, true),
         ];
-        for i in 0..3 {
-            self.enc[i] = self.enc[i].min(round_enc[i]);
-            self.dec[i] = self.dec[i].min(round_dec[i]);
-        }
+        self.enc.push(round_enc);
+        self.dec.push(round_dec);
     }
 
+    /// Median throughputs: vault, raw, raw+sha.
     fn figures(&self, decrypt: bool) -> (f64, f64, f64) {
         let total = self.size * self.count;
-        let t = if decrypt { self.dec } else { self.enc };
-        (
-            mb_per_s(total, t[0]),
-            mb_per_s(total, t[1]),
-            mb_per_s(total, t[2]),
-        )
+        let rounds = if decrypt { &self.dec } else { &self.enc };
+        let median = |i: usize| {
+            let mut times: Vec<Duration> = rounds.iter().map(|r| r[i]).collect();
+            times.sort();
+            mb_per_s(total, times[times.len() / 2])
+        };
+        (median(0), median(1), median(2))
     }
 }

@@ -27,22 +27,28 @@
 //! all-or-nothing: on any error the caller gets no plaintext (buffers are zeroized, partial
 //! files removed).
 //!
-//! Memory stays bounded by one or two chunks whatever the record's size (plus at most four
-//! chunk copies queued for the ciphertext digest, which a stream longer than 512 KiB computes
-//! on a helper thread so that SHA-256 runs beside the cipher rather than after it).
+//! Memory stays bounded by one or two chunks whatever the record's size, plus the ciphertext
+//! the digest has yet to hash: a stream longer than 512 KiB hashes on a helper thread, so that
+//! SHA-256 runs beside the cipher rather than after it, and hands it sealed chunks without
+//! copying them (so a chunk's buffer lives until both the caller and the digest are done with
+//! it), in batches of 256 KiB of which at most three are held.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Read;
+use std::sync::mpsc::{SendError, SyncSender};
+use std::thread::JoinHandle;
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+use bytes::Bytes;
+
 use custos_crypto::Hash;
 use custos_types::{PartyId, RecordId};
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+mod aead;
 
 /// Default plaintext bytes per chunk: 64 KiB.
 pub const CHUNK_SIZE: u32 = 64 * 1024;
@@ -172,10 +178,6 @@ impl DataKey {
     pub fn expose(&self) -> &[u8; 32] {
         &self.0
     }
-
-    fn cipher(&self) -> ChaCha20Poly1305 {
-        ChaCha20Poly1305::new((&self.0).into())
-    }
 }
 
 impl fmt::Debug for DataKey {
@@ -254,12 +256,12 @@ impl StreamParams {
         [CHUNK_AAD_TAG, &self.encode()].concat()
     }
 
-    fn nonce(&self, index: u32, last: bool) -> Nonce {
+    fn nonce(&self, index: u32, last: bool) -> [u8; 12] {
         let mut nonce = [0u8; 12];
         nonce[..NONCE_PREFIX_LEN].copy_from_slice(&self.nonce_prefix);
         nonce[NONCE_PREFIX_LEN..11].copy_from_slice(&index.to_be_bytes());
         nonce[11] = u8::from(last);
-        nonce.into()
+        nonce
     }
 
     fn digest(&self) -> Sha256 {
@@ -288,25 +290,33 @@ pub struct StreamSummary {
 pub struct SealedChunk {
     /// Its position.
     pub index: u32,
-    /// `ciphertext ‖ tag`.
-    pub ciphertext: Vec<u8>,
+    /// `ciphertext ‖ tag`, shared without copying with the thread that hashes it.
+    pub ciphertext: Bytes,
 }
 
 /// Ciphertext bytes after which a stream hashes on a second thread.
 const THREADED_DIGEST_AFTER: u64 = 512 * 1024;
 
+/// Ciphertext bytes handed to the helper thread at once. Handing over each 64 KiB chunk woke
+/// the thread once per chunk, a context switch each time (a few per cent of the stream's CPU).
+/// One batch may wait while the thread hashes another and the next one fills, so at most three
+/// batches (768 KiB) of ciphertext are held for the digest.
+const DIGEST_BATCH_BYTES: usize = 256 * 1024;
+
 /// The running ciphertext digest. Small streams hash inline; once a stream passes
-/// [`THREADED_DIGEST_AFTER`] bytes its hash state moves to a helper thread fed copies of the
-/// chunks, so SHA-256 runs beside ChaCha20-Poly1305 instead of after it. The bytes hashed and
-/// their order are the same either way.
+/// [`THREADED_DIGEST_AFTER`] bytes its hash state moves to a helper thread that is handed the
+/// sealed chunks in batches (references, not copies), so SHA-256 runs beside ChaCha20-Poly1305
+/// instead of after it. The bytes hashed and their order are the same either way.
 enum CiphertextDigest {
     Inline {
         hash: Sha256,
         bytes: u64,
     },
     Threaded {
-        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
-        worker: std::thread::JoinHandle<Sha256>,
+        batch: Vec<Bytes>,
+        batch_len: usize,
+        chunks: SyncSender<Vec<Bytes>>,
+        worker: JoinHandle<Sha256>,
     },
     // Transient, while switching.
     Moving,
@@ -320,54 +330,82 @@ impl CiphertextDigest {
         }
     }
 
-    fn update(&mut self, chunk: &[u8]) {
+    /// Hashes a sealed chunk; the helper thread, if any, shares its buffer.
+    fn update(&mut self, chunk: &Bytes) {
+        self.feed(chunk, || chunk.clone());
+    }
+
+    /// Hashes a chunk that is about to be overwritten: the helper thread, if any, gets a copy.
+    fn update_copy(&mut self, chunk: &[u8]) {
+        self.feed(chunk, || Bytes::copy_from_slice(chunk));
+    }
+
+    fn feed(&mut self, chunk: &[u8], to_worker: impl FnOnce() -> Bytes) {
         match self {
             CiphertextDigest::Inline { hash, bytes } => {
                 hash.update(chunk);
                 *bytes += chunk.len() as u64;
                 if *bytes >= THREADED_DIGEST_AFTER {
-                    self.go_threaded();
+                    self.go_threaded(chunk.len());
                 }
             }
-            CiphertextDigest::Threaded { chunks, .. } => {
-                if let Err(std::sync::mpsc::SendError(chunk)) = chunks.send(chunk.to_vec()) {
+            CiphertextDigest::Threaded {
+                batch,
+                batch_len,
+                chunks,
+                ..
+            } => {
+                batch.push(to_worker());
+                if batch.len() >= *batch_len
+                    && let Err(SendError(lost)) = chunks.send(std::mem::take(batch))
+                {
                     // The worker is gone (it cannot fail, short of a panic): hash inline.
-                    self.fall_back(&chunk);
+                    self.fall_back(&lost);
                 }
             }
             CiphertextDigest::Moving => {}
         }
     }
 
-    fn go_threaded(&mut self) {
+    fn go_threaded(&mut self, chunk_len: usize) {
         let CiphertextDigest::Inline { hash, bytes } =
             std::mem::replace(self, CiphertextDigest::Moving)
         else {
             return;
         };
-        let (chunks, inbox) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let batch_len = (DIGEST_BATCH_BYTES / chunk_len.max(1)).max(1);
+        let (chunks, inbox) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(1);
         let mut state = hash.clone();
         let spawned = std::thread::Builder::new()
             .name("custos-vault-digest".into())
             .spawn(move || {
-                for chunk in inbox {
-                    state.update(&chunk);
+                for batch in inbox {
+                    for chunk in batch {
+                        state.update(&chunk);
+                    }
                 }
                 state
             });
         *self = match spawned {
-            Ok(worker) => CiphertextDigest::Threaded { chunks, worker },
+            Ok(worker) => CiphertextDigest::Threaded {
+                batch: Vec::with_capacity(batch_len),
+                batch_len,
+                chunks,
+                worker,
+            },
             Err(_) => CiphertextDigest::Inline { hash, bytes },
         };
     }
 
-    fn fall_back(&mut self, pending: &[u8]) {
-        if let CiphertextDigest::Threaded { chunks, worker } =
+    fn fall_back(&mut self, pending: &[Bytes]) {
+        if let CiphertextDigest::Threaded { chunks, worker, .. } =
             std::mem::replace(self, CiphertextDigest::Moving)
         {
             drop(chunks);
             if let Ok(mut hash) = worker.join() {
-                hash.update(pending);
+                for chunk in pending {
+                    hash.update(chunk);
+                }
                 *self = CiphertextDigest::Inline { hash, bytes: 0 };
             }
         }
@@ -377,7 +415,16 @@ impl CiphertextDigest {
         let lost = StreamError::Digest { record };
         let mut hash = match self {
             CiphertextDigest::Inline { hash, .. } => hash,
-            CiphertextDigest::Threaded { chunks, worker } => {
+            CiphertextDigest::Threaded {
+                batch,
+                chunks,
+                worker,
+                ..
+            } => {
+                if !batch.is_empty() {
+                    // A failed send means the worker is gone; joining it reports that.
+                    let _ = chunks.send(batch);
+                }
                 drop(chunks);
                 worker.join().map_err(|_| lost)?
             }
@@ -390,7 +437,7 @@ impl CiphertextDigest {
 
 /// Seals chunks in place and tracks position, size and digest.
 struct Sealer {
-    cipher: ChaCha20Poly1305,
+    key: DataKey,
     params: StreamParams,
     aad: Vec<u8>,
     next: u32,
@@ -402,7 +449,7 @@ impl Sealer {
     fn new(key: &DataKey, params: StreamParams) -> Result<Self, StreamError> {
         params.check()?;
         Ok(Sealer {
-            cipher: key.cipher(),
+            key: key.clone(),
             aad: params.aad(),
             digest: CiphertextDigest::new(&params),
             params,
@@ -411,8 +458,14 @@ impl Sealer {
         })
     }
 
-    /// Encrypts the plaintext in `buf` in place and appends the tag.
-    fn seal(&mut self, buf: &mut Vec<u8>, last: bool) -> Result<u32, StreamError> {
+    /// Encrypts the plaintext in `buf` in place, appends the tag and takes the buffer (which
+    /// then holds only ciphertext, so it leaves the zeroizing wrapper). On an error `buf` keeps
+    /// its plaintext, to be zeroized with it.
+    fn seal(
+        &mut self,
+        buf: &mut Zeroizing<Vec<u8>>,
+        last: bool,
+    ) -> Result<SealedChunk, StreamError> {
         let index = self.next;
         if index == MAX_CHUNKS {
             return Err(StreamError::TooManyChunks {
@@ -420,18 +473,18 @@ impl Sealer {
             });
         }
         let len = buf.len();
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(&self.params.nonce(index, last), &self.aad, buf)
-            .map_err(|_| StreamError::ChunkSize {
-                record: self.params.record_id,
-                got: self.params.chunk_size,
-            })?;
+        let tag = aead::seal_in_place(
+            self.key.expose(),
+            &self.params.nonce(index, last),
+            &self.aad,
+            buf.as_mut_slice(),
+        );
         buf.extend_from_slice(&tag);
-        self.digest.update(buf.as_slice());
+        let ciphertext = Bytes::from(std::mem::take(&mut **buf));
+        self.digest.update(&ciphertext);
         self.next += 1;
         self.size += len as u64;
-        Ok(index)
+        Ok(SealedChunk { index, ciphertext })
     }
 
     fn summary(self) -> Result<StreamSummary, StreamError> {
@@ -535,14 +588,9 @@ impl StreamEncryptor {
     }
 
     fn seal_buffer(&mut self, last: bool) -> Result<SealedChunk, StreamError> {
-        let mut buf = std::mem::replace(&mut self.buf, Zeroizing::new(Vec::new()));
-        let index = self.sealer.seal(&mut buf, last)?;
+        let chunk = self.sealer.seal(&mut self.buf, last)?;
         self.buf = Zeroizing::new(Vec::with_capacity(self.next_capacity()));
-        // The buffer now holds only ciphertext: it needs no zeroizing.
-        Ok(SealedChunk {
-            index,
-            ciphertext: std::mem::take(&mut *buf),
-        })
+        Ok(chunk)
     }
 }
 
@@ -620,11 +668,8 @@ impl<R: Read> EncryptingReader<R> {
         let Some(sealer) = self.sealer.as_mut() else {
             return Ok(());
         };
-        let index = sealer.seal(&mut current, last)?;
-        self.pending.push_back(SealedChunk {
-            index,
-            ciphertext: std::mem::take(&mut *current),
-        });
+        let chunk = sealer.seal(&mut current, last)?;
+        self.pending.push_back(chunk);
         if last && let Some(sealer) = self.sealer.take() {
             self.summary = Some(sealer.summary()?);
         }
@@ -652,7 +697,7 @@ impl<R: Read> Iterator for EncryptingReader<R> {
 /// Authenticates and decrypts a record's chunks in order; see the module docs for exactly what
 /// it guarantees.
 pub struct ChunkDecryptor {
-    cipher: ChaCha20Poly1305,
+    key: DataKey,
     params: StreamParams,
     aad: Vec<u8>,
     next: u32,
@@ -667,7 +712,7 @@ impl ChunkDecryptor {
     pub fn new(key: &DataKey, params: StreamParams) -> Result<Self, StreamError> {
         params.check()?;
         Ok(ChunkDecryptor {
-            cipher: key.cipher(),
+            key: key.clone(),
             aad: params.aad(),
             digest: CiphertextDigest::new(&params),
             params,
@@ -727,8 +772,9 @@ impl ChunkDecryptor {
                 chunk.len(),
             ));
         }
-        self.digest.update(&chunk);
-        let tag = Tag::clone_from_slice(&chunk[plain_len..]);
+        self.digest.update_copy(&chunk);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&chunk[plain_len..]);
         chunk.truncate(plain_len);
         // A full chunk may be an inner chunk or the final one; a short chunk can only be final.
         let candidates: &[bool] = if plain_len == chunk_size {
@@ -739,11 +785,7 @@ impl ChunkDecryptor {
         for &last in candidates {
             let nonce = self.params.nonce(index, last);
             // On failure the buffer is left as it was: the tag is checked before decrypting.
-            if self
-                .cipher
-                .decrypt_in_place_detached(&nonce, &self.aad, &mut chunk, &tag)
-                .is_ok()
-            {
+            if aead::open_in_place(self.key.expose(), &nonce, &self.aad, &mut chunk, &tag).is_ok() {
                 self.next = index
                     .checked_add(1)
                     .ok_or(StreamError::TooManyChunks { record })?;
@@ -779,9 +821,9 @@ pub fn encrypt_all(
     key: &DataKey,
     params: StreamParams,
     plaintext: &[u8],
-) -> Result<(Vec<Vec<u8>>, StreamSummary), StreamError> {
+) -> Result<(Vec<Bytes>, StreamSummary), StreamError> {
     let mut encryptor = StreamEncryptor::with_expected_size(key, params, plaintext.len() as u64)?;
-    let mut chunks: Vec<Vec<u8>> = encryptor
+    let mut chunks: Vec<Bytes> = encryptor
         .write(plaintext)?
         .into_iter()
         .map(|c| c.ciphertext)
@@ -792,19 +834,21 @@ pub fn encrypt_all(
 }
 
 /// Decrypts a whole record in memory, all or nothing: on any error the partial plaintext is
-/// zeroized and only the error is returned.
+/// zeroized and only the error is returned. Chunks may come as `Vec<u8>` or as the [`Bytes`]
+/// that [`encrypt_all`] returns (taken over without a copy once nothing else holds them).
 pub fn decrypt_all<I>(
     key: &DataKey,
     params: StreamParams,
     chunks: I,
 ) -> Result<(Zeroizing<Vec<u8>>, StreamSummary), StreamError>
 where
-    I: IntoIterator<Item = Vec<u8>>,
+    I: IntoIterator,
+    I::Item: Into<Vec<u8>>,
 {
     let mut decryptor = ChunkDecryptor::new(key, params)?;
     let mut plaintext = Zeroizing::new(Vec::new());
     for chunk in chunks {
-        let part = decryptor.open_chunk(chunk)?;
+        let part = decryptor.open_chunk(chunk.into())?;
         plaintext.extend_from_slice(&part);
     }
     let summary = decryptor.finish()?;
@@ -837,7 +881,7 @@ mod tests {
         let plaintext: Vec<u8> = (0..100u8).collect();
         let (pushed, summary) = encrypt_all(&key, p, &plaintext).unwrap();
         let mut reader = encrypt_reader(&key, p, plaintext.as_slice()).unwrap();
-        let read: Vec<Vec<u8>> = reader.by_ref().map(|c| c.unwrap().ciphertext).collect();
+        let read: Vec<Bytes> = reader.by_ref().map(|c| c.unwrap().ciphertext).collect();
         assert_eq!(pushed, read);
         assert_eq!(reader.summary(), Some(summary));
         assert_eq!(summary.chunk_count, 7);
