@@ -124,7 +124,11 @@ async fn a_node_answers_unimplemented_for_the_vault_and_compute_services_naming_
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
-    assert!(e.message().contains("custos compute run"), "{}", e.message());
+    assert!(
+        e.message().contains("custos compute run"),
+        "{}",
+        e.message()
+    );
 
     let mut vault =
         custos_proto::vault::v1::vault_service_client::VaultServiceClient::new(ch.clone());
