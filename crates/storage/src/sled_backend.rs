@@ -85,8 +85,9 @@ impl Backend for SledBackend {
 }
 
 impl KvLedgerStore<SledBackend> {
-    /// Opens (or creates) a sled store in the directory `path`.
+    /// Opens (or creates) a sled store in the directory `path`, building any audit index an
+    /// older version did not write.
     pub fn open_sled(path: &Path) -> Result<Self> {
-        Ok(KvLedgerStore::new(SledBackend::open(path)?))
+        KvLedgerStore::open(SledBackend::open(path)?)
     }
 }
