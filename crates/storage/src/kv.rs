@@ -56,6 +56,11 @@ pub trait Backend: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Applies every write (`None` deletes) or none of them; durable when it returns.
     fn apply(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
+    /// Applies every write with neither the atomicity nor the durability of [`Self::apply`]
+    /// (the next `apply` makes them durable): for building a store offline. By default, `apply`.
+    fn load(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        self.apply(ops)
+    }
     /// At most `limit` items with `from <= key < to_exclusive`, in key order.
     fn scan(
         &self,
@@ -189,6 +194,26 @@ impl<B: Backend> KvLedgerStore<B> {
             self.backend.apply(ops)?;
         }
         Ok(())
+    }
+
+    /// Writes consecutive blocks as [`Self::commit_blocks`] does, checked the same way, but
+    /// neither atomically nor durably until the tip is written last: for building a store
+    /// offline (benches, imports). A crash before that leaves rows past the tip that a different
+    /// next block would not overwrite; discard such a store.
+    pub fn load_blocks(&self, writes: &[BlockWrite]) -> Result<()> {
+        let _guard = self.commit_guard()?;
+        let mut at = self.position()?;
+        let mut ops = Vec::new();
+        for write in writes {
+            block_ops(write, &mut at, &mut ops)?;
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.backend.load(ops)?;
+        let mut tip = Vec::new();
+        at.finish(&mut tip);
+        self.backend.apply(tip)
     }
 
     fn commit_guard(&self) -> Result<std::sync::MutexGuard<'_, ()>> {

@@ -542,3 +542,24 @@ pub(crate) fn blocks_committed_in_one_batch_are_stored_as_if_committed_one_by_on
     assert_chain_stored(&store, &chain);
     assert_every_filter_pages_like_brute_force(&store, &chain);
 }
+
+pub(crate) fn blocks_loaded_offline_are_stored_as_if_committed_one_by_one<B: Backend>(
+    store: KvLedgerStore<B>,
+) {
+    let chain = sample_chain(12, 7);
+    let one_by_one = KvLedgerStore::in_memory();
+    commit_all(&one_by_one, &chain);
+
+    let gap = [chain.writes[1].clone()];
+    assert!(matches!(
+        store.load_blocks(&gap).unwrap_err(),
+        StoreError::OutOfOrder { tip: 0, got: 2 }
+    ));
+    assert!(dump(&store).is_empty());
+
+    for batch in chain.writes.chunks(4) {
+        store.load_blocks(batch).unwrap();
+    }
+    assert_eq!(dump(&store), dump(&one_by_one));
+    assert_chain_stored(&store, &chain);
+}
