@@ -13,6 +13,7 @@
 //! | `m` `entries`                            | u64: number of log entries                     |
 //! | `m` `dtime`                              | i64: latest decision time so far               |
 //! | `m` `unordered`                          | present once a decision time went backwards    |
+//! | `m` `indexes`                            | u64: version of the audit index set written    |
 //! | `b` height                               | 1 ‖ postcard(header pb, certificate pb, first entry, entry count) |
 //! | `e` index                                | u64 height ‖ entry bytes                       |
 //! | `l` index                                | leaf hash (32 bytes)                           |
@@ -26,10 +27,15 @@
 //! | `ir` record id ‖ index                   | empty: audit index by record                   |
 //! | `iu` u8 code length ‖ purpose code ‖ index | empty: audit index by purpose                |
 //! | `it` time ‖ index                        | empty: audit index by decision time            |
+//! | `ib` index                               | empty: audit index of break-glass decisions    |
 //!
 //! Headers and certificates are stored as their wire protobuf, decisions with postcard behind a
 //! version byte. Audit indexes end in the log index, so each one lists its decisions in log
 //! order and a query cursor (a log index) maps straight to a start key.
+//!
+//! Audit indexes are secondary: they are derived from the `d` rows, lie outside the state root
+//! and can be rebuilt. A store written before an index existed (an older `m` `indexes`) gets
+//! the missing ones when it is opened ([`KvLedgerStore::open`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -50,6 +56,11 @@ pub trait Backend: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Applies every write (`None` deletes) or none of them; durable when it returns.
     fn apply(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()>;
+    /// Applies every write with neither the atomicity nor the durability of [`Self::apply`]
+    /// (the next `apply` makes them durable): for building a store offline. By default, `apply`.
+    fn load(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        self.apply(ops)
+    }
     /// At most `limit` items with `from <= key < to_exclusive`, in key order.
     fn scan(
         &self,
@@ -65,6 +76,7 @@ const TIP: &[u8] = b"mtip";
 const ENTRIES: &[u8] = b"mentries";
 const DECISION_TIME: &[u8] = b"mdtime";
 const UNORDERED: &[u8] = b"munordered";
+const INDEX_VERSION: &[u8] = b"mindexes";
 const BLOCK: &[u8] = b"b";
 const ENTRY: &[u8] = b"e";
 const LEAF: &[u8] = b"l";
@@ -78,11 +90,19 @@ const BY_REQUESTER: &[u8] = b"iq";
 const BY_RECORD: &[u8] = b"ir";
 const BY_PURPOSE: &[u8] = b"iu";
 const BY_TIME: &[u8] = b"it";
+const BREAK_GLASS: &[u8] = b"ib";
+
+/// Version of the audit index set: 0 had `ip`, `iq`, `ir`, `iu` and `it`; 1 adds `ib`.
+const INDEXES: u64 = 1;
+
+/// Decisions one index rebuild batch reads and writes.
+const REBUILD_CHUNK: usize = 10_000;
 
 /// Version byte in front of postcard-encoded values.
 const VALUE_VERSION: u8 = 1;
 
-/// Rows one audit index read fetches, shared among the merged indexes.
+/// Rows one audit index read fetches at most, shared among the merged indexes. The first read
+/// of a query fetches about a page; each later one twice the previous, up to this.
 const SCAN_CHUNK: usize = 4096;
 
 /// A block without its entries, as stored under `b`.
@@ -106,13 +126,110 @@ impl<B: Backend> KvLedgerStore<B> {
     /// Default bound on the index rows one audit query reads before it returns a cursor.
     pub const DEFAULT_SCAN_LIMIT: usize = 100_000;
 
-    /// A store over `backend`.
-    pub fn new(backend: B) -> Self {
+    /// A store over `backend`, which must be empty or written with the current index set;
+    /// [`Self::open`] accepts any.
+    pub(crate) fn new(backend: B) -> Self {
         KvLedgerStore {
             backend,
             commit: Mutex::new(()),
             scan_limit: Self::DEFAULT_SCAN_LIMIT,
         }
+    }
+
+    /// A store over `backend`, building any audit index that an older version did not write.
+    pub fn open(backend: B) -> Result<Self> {
+        let store = Self::new(backend);
+        store.upgrade_indexes()?;
+        Ok(store)
+    }
+
+    /// The backend, giving up the store (to reopen it).
+    pub fn into_backend(self) -> B {
+        self.backend
+    }
+
+    /// Builds the audit indexes the stored index version lacks, from the stored decisions.
+    /// Idempotent: a rebuild cut short writes nothing wrong and runs again at the next open.
+    fn upgrade_indexes(&self) -> Result<()> {
+        let version = self.get_u64(INDEX_VERSION)?.unwrap_or(0);
+        if version >= INDEXES || self.tip()? == 0 {
+            return Ok(());
+        }
+        let end = prefix_end(DECISION);
+        let mut from = DECISION.to_vec();
+        loop {
+            let rows = self.backend.scan(&from, &end, REBUILD_CHUNK)?;
+            let mut ops = Vec::new();
+            for (key, value) in &rows {
+                let index = index_suffix(DECISION, key)?;
+                let decision: Decision = decode_versioned(key, value)?;
+                if decision.break_glass {
+                    ops.push((cat(BREAK_GLASS, &index.to_be_bytes()), Some(Vec::new())));
+                }
+            }
+            let done = rows.len() < REBUILD_CHUNK;
+            if done {
+                ops.push((INDEX_VERSION.to_vec(), Some(INDEXES.to_be_bytes().to_vec())));
+            }
+            self.backend.apply(ops)?;
+            match rows.last() {
+                Some((last, _)) if !done => from = cat(last, &[0]),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Writes consecutive blocks as one atomic batch, flushed once: what [`LedgerStore::commit_block`]
+    /// writes for each, in fewer writes (bulk loads, catch-up). Every block is checked as
+    /// `commit_block` checks it; if one fails, none is written.
+    pub fn commit_blocks(&self, writes: &[BlockWrite]) -> Result<()> {
+        let _guard = self.commit_guard()?;
+        let mut at = self.position()?;
+        let mut ops = Vec::new();
+        for write in writes {
+            block_ops(write, &mut at, &mut ops)?;
+        }
+        if !writes.is_empty() {
+            at.finish(&mut ops);
+            self.backend.apply(ops)?;
+        }
+        Ok(())
+    }
+
+    /// Writes consecutive blocks as [`Self::commit_blocks`] does, checked the same way, but
+    /// neither atomically nor durably until the tip is written last: for building a store
+    /// offline (benches, imports). A crash before that leaves rows past the tip that a different
+    /// next block would not overwrite; discard such a store.
+    pub fn load_blocks(&self, writes: &[BlockWrite]) -> Result<()> {
+        let _guard = self.commit_guard()?;
+        let mut at = self.position()?;
+        let mut ops = Vec::new();
+        for write in writes {
+            block_ops(write, &mut at, &mut ops)?;
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.backend.load(ops)?;
+        let mut tip = Vec::new();
+        at.finish(&mut tip);
+        self.backend.apply(tip)
+    }
+
+    fn commit_guard(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.commit
+            .lock()
+            .map_err(|_| StoreError::Backend("commit lock poisoned".into()))
+    }
+
+    /// Where the next block must start.
+    fn position(&self) -> Result<Position> {
+        Ok(Position {
+            tip: self.tip()?,
+            count: self.entry_count()?,
+            latest: self.get_u64(DECISION_TIME)?,
+            unordered: self.backend.get(UNORDERED)?.is_some(),
+        })
     }
 
     /// Bounds the index rows one audit query reads before it returns a cursor (at least 1;
@@ -150,102 +267,11 @@ impl<B: Backend> KvLedgerStore<B> {
 
 impl<B: Backend> LedgerStore for KvLedgerStore<B> {
     fn commit_block(&self, write: BlockWrite) -> Result<()> {
-        let _guard = self
-            .commit
-            .lock()
-            .map_err(|_| StoreError::Backend("commit lock poisoned".into()))?;
-        let tip = self.tip()?;
-        let count = self.entry_count()?;
-        let block = &write.block;
-        let height = block.header.height;
-        if tip.checked_add(1) != Some(height) || block.first_entry != count {
-            return Err(StoreError::OutOfOrder { tip, got: height });
-        }
-        let invalid = |reason: &str| StoreError::Corrupt {
-            key: format!("block write at height {height}"),
-            reason: reason.to_owned(),
-        };
-        let end = count
-            .checked_add(block.entries.len() as u64)
-            .ok_or_else(|| invalid("entry count overflows"))?;
-        if write.leaf_hashes.len() != block.entries.len() {
-            return Err(invalid("leaf hash count differs from entry count"));
-        }
-        let indexes = write.transactions.iter().map(|(_, i)| *i);
-        let indexes = indexes.chain(write.decisions.iter().map(|(i, _)| *i));
-        if indexes
-            .chain(write.releases.iter().map(|(_, i)| *i))
-            .any(|i| !(count..end).contains(&i))
-        {
-            return Err(invalid("an indexed entry lies outside the block"));
-        }
-
-        let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-        let mut put = |key: Vec<u8>, value: Vec<u8>| ops.push((key, Some(value)));
-        let meta = BlockMeta {
-            header: block.header.to_wire().encode_to_vec(),
-            certificate: block.certificate.to_wire().encode_to_vec(),
-            first_entry: count,
-            entries: end - count,
-        };
-        put(cat(BLOCK, &height.to_be_bytes()), encode_versioned(&meta)?);
-        for ((index, entry), leaf) in (count..).zip(&block.entries).zip(&write.leaf_hashes) {
-            put(
-                cat(ENTRY, &index.to_be_bytes()),
-                cat(&height.to_be_bytes(), entry),
-            );
-            put(cat(LEAF, &index.to_be_bytes()), leaf.as_bytes().to_vec());
-        }
-        for (id, index) in &write.transactions {
-            put(
-                cat(TX, id.0.as_bytes()),
-                cat(&height.to_be_bytes(), &index.to_be_bytes()),
-            );
-        }
-        for (request, index) in &write.releases {
-            put(
-                cat3(RELEASE, request.0.as_bytes(), &index.to_be_bytes()),
-                Vec::new(),
-            );
-        }
-
-        // Track whether decision times follow log order: while they do, a query's time window
-        // bounds the log range it scans.
-        let mut latest = self.get_u64(DECISION_TIME)?;
-        let mut unordered = self.backend.get(UNORDERED)?.is_some();
-        let mut decisions: Vec<&(u64, Decision)> = write.decisions.iter().collect();
-        decisions.sort_by_key(|(index, _)| *index);
-        for (index, d) in decisions {
-            let at = index.to_be_bytes();
-            let time = time_bytes(d.time);
-            put(cat(DECISION, &at), encode_versioned(d)?);
-            put(cat(REQUEST, d.request_id.0.as_bytes()), at.to_vec());
-            if let Some(patient) = d.patient {
-                put(cat3(BY_PATIENT, patient.0.as_bytes(), &at), Vec::new());
-            }
-            put(
-                cat3(BY_REQUESTER, d.requester.0.as_bytes(), &at),
-                Vec::new(),
-            );
-            put(cat3(BY_RECORD, d.record_id.0.as_bytes(), &at), Vec::new());
-            put(cat(&purpose_prefix(d.purpose), &at), Vec::new());
-            put(cat3(BY_TIME, &time, &at), Vec::new());
-            let time = u64::from_be_bytes(time);
-            unordered |= latest.is_some_and(|prev| time < prev);
-            latest = latest.max(Some(time));
-        }
-        if let Some(time) = latest {
-            put(DECISION_TIME.to_vec(), time.to_be_bytes().to_vec());
-        }
-        if unordered {
-            put(UNORDERED.to_vec(), Vec::new());
-        }
-
-        for (key, value) in &write.state_changes {
-            ops.push((cat(STATE, key), value.clone()));
-        }
-        ops.push((TIP.to_vec(), Some(height.to_be_bytes().to_vec())));
-        ops.push((ENTRIES.to_vec(), Some(end.to_be_bytes().to_vec())));
+        let _guard = self.commit_guard()?;
+        let mut at = self.position()?;
+        let mut ops = Vec::new();
+        block_ops(&write, &mut at, &mut ops)?;
+        at.finish(&mut ops);
         self.backend.apply(ops)
     }
 
@@ -368,11 +394,14 @@ impl<B: Backend> LedgerStore for KvLedgerStore<B> {
         }
 
         // The most selective index present; every other filter is checked on the decision.
+        // Break-glass accesses are exceptional by design, rarer than one requester's.
         let single = |prefix: &[u8], id: &[u8]| vec![cat(prefix, id)];
         let prefixes = if let Some(record) = filter.record {
             single(BY_RECORD, record.0.as_bytes())
         } else if let Some(patient) = filter.patient {
             single(BY_PATIENT, patient.0.as_bytes())
+        } else if filter.break_glass_only {
+            vec![BREAK_GLASS.to_vec()]
         } else if let Some(requesters) = &filter.requesters {
             requesters
                 .iter()
@@ -384,13 +413,20 @@ impl<B: Backend> LedgerStore for KvLedgerStore<B> {
             vec![DECISION.to_vec()]
         };
         let carries_decision = prefixes.len() == 1 && prefixes[0] == DECISION;
-        // Read no more rows than the budget allows.
-        let chunk = (SCAN_CHUNK / prefixes.len().max(1))
+        // Read no more rows than the budget allows, and at first about a page (a dense filter
+        // fills it from one read; a sparse one doubles its reads).
+        let sources_n = prefixes.len().max(1);
+        let max_chunk = (SCAN_CHUNK / sources_n)
             .clamp(16, 1024)
             .min(self.scan_limit);
+        let first_chunk = limit
+            .saturating_add(1)
+            .div_ceil(sources_n)
+            .max(16)
+            .min(max_chunk);
         let mut sources: Vec<Source> = prefixes
             .into_iter()
-            .map(|p| Source::new(p, start, chunk))
+            .map(|p| Source::new(p, start, first_chunk, max_chunk))
             .collect();
 
         // Merge the indexes in log order. A decision has one requester and one purpose, so no
@@ -439,19 +475,148 @@ impl<B: Backend> LedgerStore for KvLedgerStore<B> {
     }
 }
 
+/// One write of the backend: a key and its value, or `None` to delete it.
+type Op = (Vec<u8>, Option<Vec<u8>>);
+
+/// The stored log's end and decision-time order, as the next block sees them.
+struct Position {
+    tip: u64,
+    count: u64,
+    /// The latest decision time so far, as [`time_bytes`].
+    latest: Option<u64>,
+    /// Whether a decision time ever went backwards.
+    unordered: bool,
+}
+
+impl Position {
+    /// The metadata rows that record this position.
+    fn finish(&self, ops: &mut Vec<Op>) {
+        if let Some(time) = self.latest {
+            ops.push((DECISION_TIME.to_vec(), Some(time.to_be_bytes().to_vec())));
+        }
+        if self.unordered {
+            ops.push((UNORDERED.to_vec(), Some(Vec::new())));
+        }
+        ops.push((TIP.to_vec(), Some(self.tip.to_be_bytes().to_vec())));
+        ops.push((ENTRIES.to_vec(), Some(self.count.to_be_bytes().to_vec())));
+    }
+}
+
+/// Checks that `write` follows `at` and appends the rows it writes to `ops`, advancing `at`.
+fn block_ops(write: &BlockWrite, at: &mut Position, ops: &mut Vec<Op>) -> Result<()> {
+    let (tip, count) = (at.tip, at.count);
+    let block = &write.block;
+    let height = block.header.height;
+    if tip.checked_add(1) != Some(height) || block.first_entry != count {
+        return Err(StoreError::OutOfOrder { tip, got: height });
+    }
+    let invalid = |reason: &str| StoreError::Corrupt {
+        key: format!("block write at height {height}"),
+        reason: reason.to_owned(),
+    };
+    let end = count
+        .checked_add(block.entries.len() as u64)
+        .ok_or_else(|| invalid("entry count overflows"))?;
+    if write.leaf_hashes.len() != block.entries.len() {
+        return Err(invalid("leaf hash count differs from entry count"));
+    }
+    let indexes = write.transactions.iter().map(|(_, i)| *i);
+    let indexes = indexes.chain(write.decisions.iter().map(|(i, _)| *i));
+    if indexes
+        .chain(write.releases.iter().map(|(_, i)| *i))
+        .any(|i| !(count..end).contains(&i))
+    {
+        return Err(invalid("an indexed entry lies outside the block"));
+    }
+
+    let mut put = |key: Vec<u8>, value: Vec<u8>| ops.push((key, Some(value)));
+    let meta = BlockMeta {
+        header: block.header.to_wire().encode_to_vec(),
+        certificate: block.certificate.to_wire().encode_to_vec(),
+        first_entry: count,
+        entries: end - count,
+    };
+    put(cat(BLOCK, &height.to_be_bytes()), encode_versioned(&meta)?);
+    for ((index, entry), leaf) in (count..).zip(&block.entries).zip(&write.leaf_hashes) {
+        put(
+            cat(ENTRY, &index.to_be_bytes()),
+            cat(&height.to_be_bytes(), entry),
+        );
+        put(cat(LEAF, &index.to_be_bytes()), leaf.as_bytes().to_vec());
+    }
+    for (id, index) in &write.transactions {
+        put(
+            cat(TX, id.0.as_bytes()),
+            cat(&height.to_be_bytes(), &index.to_be_bytes()),
+        );
+    }
+    for (request, index) in &write.releases {
+        put(
+            cat3(RELEASE, request.0.as_bytes(), &index.to_be_bytes()),
+            Vec::new(),
+        );
+    }
+
+    // Track whether decision times follow log order: while they do, a query's time window
+    // bounds the log range it scans.
+    let mut decisions: Vec<&(u64, Decision)> = write.decisions.iter().collect();
+    decisions.sort_by_key(|(index, _)| *index);
+    for (index, d) in decisions {
+        let at_index = index.to_be_bytes();
+        let time = time_bytes(d.time);
+        put(cat(DECISION, &at_index), encode_versioned(d)?);
+        put(cat(REQUEST, d.request_id.0.as_bytes()), at_index.to_vec());
+        if let Some(patient) = d.patient {
+            put(
+                cat3(BY_PATIENT, patient.0.as_bytes(), &at_index),
+                Vec::new(),
+            );
+        }
+        put(
+            cat3(BY_REQUESTER, d.requester.0.as_bytes(), &at_index),
+            Vec::new(),
+        );
+        put(
+            cat3(BY_RECORD, d.record_id.0.as_bytes(), &at_index),
+            Vec::new(),
+        );
+        put(cat(&purpose_prefix(d.purpose), &at_index), Vec::new());
+        put(cat3(BY_TIME, &time, &at_index), Vec::new());
+        if d.break_glass {
+            put(cat(BREAK_GLASS, &at_index), Vec::new());
+        }
+        let time = u64::from_be_bytes(time);
+        at.unordered |= at.latest.is_some_and(|prev| time < prev);
+        at.latest = at.latest.max(Some(time));
+    }
+
+    for (key, value) in &write.state_changes {
+        ops.push((cat(STATE, key), value.clone()));
+    }
+    if height == 1 {
+        // A new store is written with every index from its first block.
+        ops.push((INDEX_VERSION.to_vec(), Some(INDEXES.to_be_bytes().to_vec())));
+    }
+    at.tip = height;
+    at.count = end;
+    Ok(())
+}
+
 /// One audit index (or the decisions themselves) read in log order, a chunk at a time.
 struct Source {
     prefix: Vec<u8>,
     /// The first key not read yet.
     next: Vec<u8>,
     end: Vec<u8>,
+    /// Rows the next read fetches; doubles after each read up to `max_chunk`.
     chunk: usize,
+    max_chunk: usize,
     buf: VecDeque<(u64, Vec<u8>)>,
     done: bool,
 }
 
 impl Source {
-    fn new(prefix: Vec<u8>, start: u64, chunk: usize) -> Self {
+    fn new(prefix: Vec<u8>, start: u64, chunk: usize, max_chunk: usize) -> Self {
         let next = cat(&prefix, &start.to_be_bytes());
         let end = prefix_end(&prefix);
         Source {
@@ -459,6 +624,7 @@ impl Source {
             next,
             end,
             chunk,
+            max_chunk,
             buf: VecDeque::new(),
             done: false,
         }
@@ -469,6 +635,7 @@ impl Source {
         if self.buf.is_empty() && !self.done {
             let rows = backend.scan(&self.next, &self.end, self.chunk)?;
             self.done = rows.len() < self.chunk;
+            self.chunk = self.chunk.saturating_mul(2).min(self.max_chunk);
             if let Some((last, _)) = rows.last() {
                 // The smallest key after `last`.
                 self.next = cat(last, &[0]);

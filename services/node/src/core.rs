@@ -3,6 +3,7 @@
 //! Consensus (see [`crate::consensus`]) decides which transactions form the next block and
 //! certifies its header; the core executes blocks deterministically and commits them durably.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, bail};
@@ -133,12 +134,73 @@ impl Inner {
     }
 }
 
+/// A finalized block's header with the certificate that finalized it and the validator set
+/// that signed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertifiedHeader {
+    /// The header.
+    pub header: BlockHeader,
+    /// Its commit certificate.
+    pub certificate: CommitCertificate,
+    /// The set that signed it.
+    pub validators: ValidatorSet,
+}
+
+/// Most certified headers kept decoded: about 1 KB each with four validators.
+const HEADER_CACHE: usize = 4096;
+
+/// A bounded map from height to value that evicts the least recently used entry.
+struct Lru<V> {
+    capacity: usize,
+    clock: u64,
+    /// Each height's value and when it was last used.
+    items: BTreeMap<u64, (V, u64)>,
+    /// Heights by last use, oldest first.
+    uses: BTreeMap<u64, u64>,
+}
+
+impl<V: Clone> Lru<V> {
+    fn new(capacity: usize) -> Self {
+        Lru {
+            capacity: capacity.max(1),
+            clock: 0,
+            items: BTreeMap::new(),
+            uses: BTreeMap::new(),
+        }
+    }
+
+    fn get(&mut self, key: u64) -> Option<V> {
+        let (value, used) = self.items.get_mut(&key)?;
+        self.uses.remove(used);
+        self.clock += 1;
+        *used = self.clock;
+        self.uses.insert(self.clock, key);
+        Some(value.clone())
+    }
+
+    fn insert(&mut self, key: u64, value: V) {
+        if let Some((_, used)) = self.items.remove(&key) {
+            self.uses.remove(&used);
+        } else if self.items.len() >= self.capacity
+            && let Some((_, oldest)) = self.uses.pop_first()
+        {
+            self.items.remove(&oldest);
+        }
+        self.clock += 1;
+        self.items.insert(key, (value, self.clock));
+        self.uses.insert(self.clock, key);
+    }
+}
+
 /// The ledger core of one node.
 pub struct LedgerCore {
     genesis: Genesis,
     store: Arc<dyn LedgerStore>,
     inner: Mutex<Inner>,
     events: broadcast::Sender<BlockEvent>,
+    /// Certified headers by height, decoded once: a finalized header, its certificate and its
+    /// signers never change.
+    headers: Mutex<Lru<Arc<CertifiedHeader>>>,
 }
 
 impl LedgerCore {
@@ -207,6 +269,7 @@ impl LedgerCore {
                 tip,
             }),
             events,
+            headers: Mutex::new(Lru::new(HEADER_CACHE)),
         })
     }
 
@@ -235,6 +298,36 @@ impl LedgerCore {
     pub fn validators_at(&self, height: u64) -> ValidatorSet {
         let entries = self.lock().machine.validators_at(Height(height));
         to_set(&entries)
+    }
+
+    /// The finalized header at `height` with its certificate and validator set; `None` above
+    /// the stored tip.
+    pub fn certified_header(
+        &self,
+        height: u64,
+    ) -> Result<Option<Arc<CertifiedHeader>>, custos_storage::StoreError> {
+        // A poisoned cache holds nothing half-written (every update is one insert); keep using it.
+        let cached = self
+            .headers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(height);
+        if let Some(hit) = cached {
+            return Ok(Some(hit));
+        }
+        let Some((header, certificate)) = self.store.header(height)? else {
+            return Ok(None);
+        };
+        let certified = Arc::new(CertifiedHeader {
+            header,
+            certificate,
+            validators: self.validators_at(height),
+        });
+        self.headers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(height, certified.clone());
+        Ok(Some(certified))
     }
 
     /// The store.
@@ -526,5 +619,27 @@ fn next_context(tip: Option<&BlockHeader>, now: Timestamp, genesis: &Genesis) ->
     BlockContext {
         height: Height(height),
         time: Timestamp(now.0.max(floor)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lru;
+
+    #[test]
+    fn the_header_cache_evicts_the_least_recently_used_height() {
+        let mut cache = Lru::new(2);
+        cache.insert(1, "one");
+        cache.insert(2, "two");
+        assert_eq!(cache.get(1), Some("one"));
+        cache.insert(3, "three");
+        assert_eq!(cache.get(2), None, "2 was used least recently");
+        assert_eq!((cache.get(1), cache.get(3)), (Some("one"), Some("three")));
+        cache.insert(3, "three again");
+        cache.insert(4, "four");
+        assert_eq!(cache.get(1), None);
+        assert_eq!(cache.get(3), Some("three again"));
+        assert_eq!(cache.items.len(), 2);
+        assert_eq!(cache.uses.len(), 2);
     }
 }

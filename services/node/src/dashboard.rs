@@ -23,7 +23,7 @@ use custos_proto::audit::v1 as audit_pb;
 use serde_json::{Value, json};
 
 use crate::rpc::NodeContext;
-use crate::rpc::audit::{MAX_PAGE, audit_entry, directory, query_filter};
+use crate::rpc::audit::{MAX_PAGE, directory, prove_page, query_filter};
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
@@ -287,8 +287,9 @@ async fn log(
         .map_err(internal)?;
     let directory = directory(&dash.ctx);
     let mut entries = Vec::with_capacity(page.decisions.len());
-    for (index, decision) in &page.decisions {
-        let entry = audit_entry(&dash.ctx, *index, decision).map_err(|s| internal(s.message()))?;
+    let proven_page =
+        prove_page(&dash.ctx.core, &page.decisions).map_err(|s| internal(s.message()))?;
+    for ((_, decision), entry) in page.decisions.iter().zip(proven_page) {
         let Some(proven) = &entry.proven else {
             return Err(internal("an audit entry without its proof"));
         };

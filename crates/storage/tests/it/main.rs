@@ -26,6 +26,9 @@ macro_rules! suite_tests {
             audit_time_filters_hold_when_decision_times_go_backwards,
             an_empty_requester_or_purpose_set_matches_nothing,
             a_cursor_at_or_past_the_end_returns_an_empty_last_page,
+            an_old_store_gets_its_missing_indexes_when_opened,
+            blocks_committed_in_one_batch_are_stored_as_if_committed_one_by_one,
+            blocks_loaded_offline_are_stored_as_if_committed_one_by_one,
         );
     };
     ($make:expr; $($name:ident),* $(,)?) => {

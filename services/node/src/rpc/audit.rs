@@ -1,6 +1,6 @@
 //! `custos.audit.v1.AuditService`: the access log, with proofs, under role checks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, btree_map};
 use std::pin::Pin;
 
 use custos_client::report::{self, AuditRow, Directory};
@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::{NodeContext, authorize_read, field_status, internal, signed_header};
+use crate::core::LedgerCore;
 
 pub use custos_client::methods::{
     EXPORT_BUNDLE, EXPORT_CSV, EXPORT_FHIR_AUDIT_EVENTS, QUERY_ACCESS_LOG, STREAM_ACCESS_LOG,
@@ -212,51 +213,88 @@ pub fn parse_query(
     })
 }
 
-/// A log entry with its inclusion proof under the header of the block it sits in, that
-/// header's certificate and the validator set that signed it.
-pub fn prove_in_block(ctx: &NodeContext, index: u64) -> Result<access_pb::ProvenEntry, Status> {
-    let store = ctx.core.store();
-    let (entry, height) = store
-        .entry(index)
-        .map_err(internal)?
-        .ok_or_else(|| Status::not_found(format!("index: no log entry {index}")))?;
-    let signed = signed_header(ctx, height)?;
-    let size = signed.header.as_ref().map_or(0, |h| h.log_size);
-    let path = ctx
-        .core
-        .with_tree(|t| t.inclusion_proof(index, size))
+/// Proves a page of decisions: each with its inclusion proof under the header of the block it
+/// sits in, that header's certificate and the validator set that signed it, and its release
+/// confirmations likewise. Each block's header is fetched once per page, and every proof is cut
+/// from one look at the log tree.
+pub fn prove_page(
+    core: &LedgerCore,
+    decisions: &[(u64, Decision)],
+) -> Result<Vec<pb::AuditEntry>, Status> {
+    let store = core.store();
+    let mut releases = Vec::with_capacity(decisions.len());
+    for (_, decision) in decisions {
+        releases.push(store.releases(&decision.request_id).map_err(internal)?);
+    }
+    // Every entry the page proves (each decision and its confirmations) and its block.
+    let mut entries: BTreeMap<u64, (Vec<u8>, u64)> = BTreeMap::new();
+    let wanted = decisions.iter().map(|(index, _)| *index);
+    for index in wanted.chain(releases.iter().flatten().copied()) {
+        if let btree_map::Entry::Vacant(slot) = entries.entry(index) {
+            slot.insert(
+                store
+                    .entry(index)
+                    .map_err(internal)?
+                    .ok_or_else(|| Status::not_found(format!("index: no log entry {index}")))?,
+            );
+        }
+    }
+    let mut headers: BTreeMap<u64, ledger_pb::SignedHeader> = BTreeMap::new();
+    for (_, height) in entries.values() {
+        if let btree_map::Entry::Vacant(slot) = headers.entry(*height) {
+            slot.insert(signed_header(core, *height)?);
+        }
+    }
+    let size = |height: &u64| {
+        headers
+            .get(height)
+            .and_then(|h| h.header.as_ref())
+            .map_or(0, |h| h.log_size)
+    };
+    let paths: Vec<Vec<Hash>> = core
+        .with_tree(|tree| {
+            entries
+                .iter()
+                .map(|(index, (_, height))| tree.inclusion_proof(*index, size(height)))
+                .collect::<Result<_, _>>()
+        })
         .map_err(internal)?;
-    Ok(access_pb::ProvenEntry {
-        index,
-        entry,
-        proof: Some(ledger_pb::InclusionProof {
-            leaf_index: index,
-            tree_size: size,
-            path: path.iter().map(|h| h.0.to_vec()).collect(),
-        }),
-        header: Some(signed),
-    })
-}
-
-/// A decision with its proof and its release confirmations with theirs.
-pub fn audit_entry(
-    ctx: &NodeContext,
-    index: u64,
-    decision: &Decision,
-) -> Result<pb::AuditEntry, Status> {
-    let releases = ctx
-        .core
-        .store()
-        .releases(&decision.request_id)
-        .map_err(internal)?
-        .into_iter()
-        .map(|i| prove_in_block(ctx, i))
-        .collect::<Result<_, _>>()?;
-    Ok(pb::AuditEntry {
-        decision: Some(decision.into()),
-        proven: Some(prove_in_block(ctx, index)?),
-        releases,
-    })
+    let mut proven: BTreeMap<u64, access_pb::ProvenEntry> = BTreeMap::new();
+    for ((index, (entry, height)), path) in entries.into_iter().zip(paths) {
+        let tree_size = size(&height);
+        proven.insert(
+            index,
+            access_pb::ProvenEntry {
+                index,
+                entry,
+                proof: Some(ledger_pb::InclusionProof {
+                    leaf_index: index,
+                    tree_size,
+                    path: path.iter().map(|h| h.0.to_vec()).collect(),
+                }),
+                header: headers.get(&height).cloned(),
+            },
+        );
+    }
+    let mut take = |index: u64| {
+        proven
+            .remove(&index)
+            .ok_or_else(|| internal(format!("log entry {index} proven twice in one page")))
+    };
+    decisions
+        .iter()
+        .zip(releases)
+        .map(|((index, decision), releases)| {
+            Ok(pb::AuditEntry {
+                decision: Some(decision.into()),
+                proven: Some(take(*index)?),
+                releases: releases
+                    .into_iter()
+                    .map(&mut take)
+                    .collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
 }
 
 /// Every decision matching `query` (up to [`MAX_EXPORT_DECISIONS`]) as report rows.
@@ -268,8 +306,7 @@ pub fn export_rows(ctx: &NodeContext, query: &ParsedQuery) -> Result<Vec<AuditRo
         let page = store
             .query_decisions(&query.filter, after, 1000)
             .map_err(internal)?;
-        for (index, decision) in &page.decisions {
-            let entry = audit_entry(ctx, *index, decision)?;
+        for entry in prove_page(&ctx.core, &page.decisions)? {
             rows.push(AuditRow::from_entry(rows.len(), &entry).map_err(internal)?);
             if rows.len() > MAX_EXPORT_DECISIONS {
                 return Err(Status::failed_precondition(format!(
@@ -369,11 +406,7 @@ impl AuditService for AuditRpc {
             .store()
             .query_decisions(&query.filter, query.after, query.limit)
             .map_err(internal)?;
-        let entries = page
-            .decisions
-            .iter()
-            .map(|(index, decision)| audit_entry(&self.ctx, *index, decision))
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = prove_page(&self.ctx.core, &page.decisions)?;
         Ok(Response::new(pb::AccessLogPage {
             entries,
             next_cursor: page.next.map_or(vec![], |n| n.to_be_bytes().to_vec()),
@@ -411,10 +444,15 @@ impl AuditService for AuditRpc {
                         return;
                     }
                 };
-                for (index, decision) in &page.decisions {
-                    let entry = audit_entry(&ctx, *index, decision);
-                    let failed = entry.is_err();
-                    if tx.send(entry).await.is_err() || failed {
+                let entries = match prove_page(&ctx.core, &page.decisions) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                for ((index, _), entry) in page.decisions.iter().zip(entries) {
+                    if tx.send(Ok(entry)).await.is_err() {
                         return;
                     }
                     after = Some(*index);

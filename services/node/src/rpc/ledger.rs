@@ -238,7 +238,7 @@ impl LedgerService for LedgerRpc {
         &self,
         request: Request<pb::GetHeaderRequest>,
     ) -> Result<Response<pb::SignedHeader>, Status> {
-        signed_header(&self.ctx, request.into_inner().height).map(Response::new)
+        signed_header(&self.ctx.core, request.into_inner().height).map(Response::new)
     }
 
     async fn get_entry(

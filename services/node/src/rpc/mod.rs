@@ -134,7 +134,7 @@ pub fn prove_entry(ctx: &NodeContext, index: u64) -> Result<access_pb::ProvenEnt
         .core
         .with_tree(|t| t.inclusion_proof(index, tip.log_size))
         .map_err(internal)?;
-    let signed = signed_header(ctx, tip.height)?;
+    let signed = signed_header(&ctx.core, tip.height)?;
     Ok(access_pb::ProvenEntry {
         index,
         entry,
@@ -148,16 +148,14 @@ pub fn prove_entry(ctx: &NodeContext, index: u64) -> Result<access_pb::ProvenEnt
 }
 
 /// The header at `height` with its certificate and validator set.
-pub fn signed_header(ctx: &NodeContext, height: u64) -> Result<ledger_pb::SignedHeader, Status> {
-    let (header, cert) = ctx
-        .core
-        .store()
-        .header(height)
+pub fn signed_header(core: &LedgerCore, height: u64) -> Result<ledger_pb::SignedHeader, Status> {
+    let certified = core
+        .certified_header(height)
         .map_err(internal)?
         .ok_or_else(|| Status::not_found(format!("height: no block at height {height}")))?;
     Ok(ledger_pb::SignedHeader {
-        header: Some(header.to_wire()),
-        certificate: Some(cert.to_wire()),
-        validator_set: Some(ctx.core.validators_at(height).to_wire()),
+        header: Some(certified.header.to_wire()),
+        certificate: Some(certified.certificate.to_wire()),
+        validator_set: Some(certified.validators.to_wire()),
     })
 }
