@@ -10,7 +10,7 @@ use custos_crypto::PartyKeys;
 use custos_proto::access::v1 as access_pb;
 use custos_proto::consent::v1 as consent_pb;
 use custos_proto::ledger::v1 as ledger_pb;
-use custos_types::{PartyId, RequestId, SignedTransaction, TxKind};
+use custos_types::{PartyId, RecordId, RequestId, SignedTransaction, TxKind};
 use tokio::sync::Mutex;
 
 /// Why the node could not answer.
@@ -53,12 +53,12 @@ pub trait LedgerGateway: Send + Sync + 'static {
         request: RequestId,
     ) -> impl Future<Output = Result<Option<access_pb::DecisionResponse>, GatewayError>> + Send;
 
-    /// One page of an aggregate request's cohort (`GetCohort`), unverified.
+    /// An aggregate request's whole cohort (`GetCohort`, every page): the first page's answer
+    /// and every id, unverified.
     fn cohort(
         &self,
         request: RequestId,
-        offset: u64,
-    ) -> impl Future<Output = Result<access_pb::CohortResponse, GatewayError>> + Send;
+    ) -> impl Future<Output = Result<(access_pb::CohortResponse, Vec<RecordId>), GatewayError>> + Send;
 
     /// A registered party, or `None`.
     fn party(
@@ -147,19 +147,8 @@ impl LedgerGateway for NodeGateway {
     async fn cohort(
         &self,
         request: RequestId,
-        offset: u64,
-    ) -> Result<access_pb::CohortResponse, GatewayError> {
-        Ok(self
-            .client
-            .access()
-            .get_cohort(access_pb::GetCohortRequest {
-                request_id: request.to_vec(),
-                offset,
-                limit: 0,
-            })
-            .await
-            .map_err(GatewayError::Status)?
-            .into_inner())
+    ) -> Result<(access_pb::CohortResponse, Vec<RecordId>), GatewayError> {
+        Ok(self.client.cohort(request).await?)
     }
 
     async fn party(&self, party: PartyId) -> Result<Option<consent_pb::Party>, GatewayError> {

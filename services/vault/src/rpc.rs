@@ -175,8 +175,7 @@ fn aggregate_status(error: AggregateError) -> Status {
 /// Sends `header` then `payload` in slices over a bounded channel.
 fn byte_stream<T: Send + 'static>(
     header: T,
-    payload: Arc<Vec<u8>>,
-    start: usize,
+    payload: Vec<u8>,
     data: fn(Vec<u8>) -> T,
     depth: usize,
 ) -> BoxStream<T> {
@@ -185,7 +184,7 @@ fn byte_stream<T: Send + 'static>(
         if tx.send(Ok(header)).await.is_err() {
             return;
         }
-        for slice in payload[start..].chunks(SLICE_BYTES) {
+        for slice in payload.chunks(SLICE_BYTES) {
             if tx.send(Ok(data(slice.to_vec()))).await.is_err() {
                 return;
             }
@@ -502,34 +501,16 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 )
                 .await);
         };
-        let mut ids = Vec::new();
-        let mut first = None;
-        while (ids.len() as u64) < size || first.is_none() {
-            let page = inner
-                .gateway
-                .cohort(request, ids.len() as u64)
-                .await
-                .map_err(|e| e.to_status())?;
-            let parsed = custos_client::cohort::parse_ids(&page.record_ids)
-                .map_err(|e| Status::unavailable(format!("the node's cohort page: {e}")))?;
-            if page.offset != ids.len() as u64
-                || (parsed.is_empty() && (ids.len() as u64) < size)
-                || ids.len() as u64 + parsed.len() as u64 > size
-            {
+        // Every page, collected and bounded by the client; a malformed answer is the node's
+        // failure to prove the cohort, reported like a failed verification.
+        let (first, ids) = match inner.gateway.cohort(request).await {
+            Ok(answer) => answer,
+            Err(GatewayError::Status(s)) => return Err(s),
+            Err(e) => {
                 return Err(self
-                    .refuse(
-                        request,
-                        requester,
-                        evidence,
-                        unverified("the node's pages do not add up to the cohort".into()),
-                    )
+                    .refuse(request, requester, evidence, unverified(e.to_string()))
                     .await);
             }
-            ids.extend(parsed);
-            first.get_or_insert(page);
-        }
-        let Some(first) = first else {
-            return Err(internal("no cohort page"));
         };
         let verified = match custos_client::cohort::verify_cohort_response(
             &inner.genesis,
@@ -633,8 +614,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             pb::CohortTableChunk {
                 part: Some(pb::cohort_table_chunk::Part::Header(header)),
             },
-            Arc::new(payload),
-            0,
+            payload,
             |d| pb::CohortTableChunk {
                 part: Some(pb::cohort_table_chunk::Part::Data(d)),
             },
@@ -805,8 +785,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             pb::FheKeysChunk {
                 part: Some(pb::fhe_keys_chunk::Part::Header(header)),
             },
-            Arc::new(payload),
-            0,
+            payload,
             |d| pb::FheKeysChunk {
                 part: Some(pb::fhe_keys_chunk::Part::Data(d)),
             },

@@ -124,9 +124,8 @@ impl LedgerGateway for Tampering {
     async fn cohort(
         &self,
         request: RequestId,
-        offset: u64,
-    ) -> Result<access_pb::CohortResponse, GatewayError> {
-        self.inner.cohort(request, offset).await
+    ) -> Result<(access_pb::CohortResponse, Vec<RecordId>), GatewayError> {
+        self.inner.cohort(request).await
     }
 
     async fn party(&self, party: PartyId) -> Result<Option<consent_pb::Party>, GatewayError> {
