@@ -22,16 +22,21 @@
 //! | `d` index                                | 1 ‖ postcard(`Decision`)                       |
 //! | `r` request id                           | u64 index of its decision                      |
 //! | `c` request id ‖ index                   | empty: a release confirmation                  |
-//! | `ip` patient ‖ index                     | empty: audit index by patient                  |
-//! | `iq` requester ‖ index                   | empty: audit index by requester                |
-//! | `ir` record id ‖ index                   | empty: audit index by record                   |
-//! | `iu` u8 code length ‖ purpose code ‖ index | empty: audit index by purpose                |
-//! | `it` time ‖ index                        | empty: audit index by decision time            |
-//! | `ib` index                               | empty: audit index of break-glass decisions    |
+//! | `ip` patient ‖ index                     | summary: audit index by patient                |
+//! | `iq` requester ‖ index                   | summary: audit index by requester              |
+//! | `ir` record id ‖ index                   | summary: audit index by record                 |
+//! | `iu` u8 code length ‖ purpose code ‖ index | summary: audit index by purpose              |
+//! | `it` time ‖ index                        | summary: audit index by decision time          |
+//! | `ib` index                               | summary: audit index of break-glass decisions  |
 //!
 //! Headers and certificates are stored as their wire protobuf, decisions with postcard behind a
 //! version byte. Audit indexes end in the log index, so each one lists its decisions in log
-//! order and a query cursor (a log index) maps straight to a start key.
+//! order and a query cursor (a log index) maps straight to a start key. An index row's value is
+//! its decision's *summary*, `1 ‖ flags (granted, break-glass, mode) ‖ time`: a query filtered
+//! on more than the index it reads (a requester's denials, a patient's break-glass accesses, a
+//! purpose within a time window) passes over rows that cannot match without reading their
+//! decisions, each a random read on a large store. Rows written before summaries are empty and
+//! checked on the decision.
 //!
 //! Audit indexes are secondary: they are derived from the `d` rows, lie outside the state root
 //! and can be rebuilt. A store written before an index existed (an older `m` `indexes`) gets
@@ -44,7 +49,7 @@ use std::sync::Mutex;
 use custos_crypto::Hash;
 use custos_ledger::{BlockHeader, CommitCertificate};
 use custos_proto::ledger::v1 as pb;
-use custos_types::{Decision, Purpose, RequestId, Timestamp, TxId};
+use custos_types::{AccessMode, Decision, Purpose, RequestId, Timestamp, TxId};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +110,74 @@ const VALUE_VERSION: u8 = 1;
 /// of a query fetches about a page; each later one twice the previous, up to this.
 const SCAN_CHUNK: usize = 4096;
 
+/// Version byte of an index row's [`Summary`].
+const SUMMARY_VERSION: u8 = 1;
+
+/// What an audit index row says about its decision (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Summary {
+    granted: bool,
+    break_glass: bool,
+    mode: AccessMode,
+    time: Timestamp,
+}
+
+impl Summary {
+    fn of(d: &Decision) -> Self {
+        Summary {
+            granted: d.granted(),
+            break_glass: d.break_glass,
+            mode: d.mode,
+            time: d.time,
+        }
+    }
+
+    /// `1 ‖ flags ‖ time`: flags bit 0 granted, bit 1 break-glass, bits 2–3 the mode.
+    fn encode(&self) -> Vec<u8> {
+        let mode: u8 = match self.mode {
+            AccessMode::Raw => 0,
+            AccessMode::Predicate => 1,
+            AccessMode::Aggregate => 2,
+        };
+        let flags = u8::from(self.granted) | u8::from(self.break_glass) << 1 | mode << 2;
+        let mut out = Vec::with_capacity(10);
+        out.push(SUMMARY_VERSION);
+        out.push(flags);
+        out.extend_from_slice(&time_bytes(self.time));
+        out
+    }
+
+    /// The summary in an index row's value; `None` for a row without one (an older store),
+    /// which the query checks on its decision instead.
+    fn decode(value: &[u8]) -> Option<Self> {
+        let [SUMMARY_VERSION, flags, time @ ..] = value else {
+            return None;
+        };
+        let mode = match (flags >> 2) & 3 {
+            0 => AccessMode::Raw,
+            1 => AccessMode::Predicate,
+            2 => AccessMode::Aggregate,
+            _ => return None,
+        };
+        Some(Summary {
+            granted: flags & 1 == 1,
+            break_glass: flags & 2 == 2,
+            mode,
+            time: time_from_bytes(time.try_into().ok()?),
+        })
+    }
+
+    /// False when no decision with this summary matches `filter` (whatever the filter's
+    /// parties, record and purposes, which the summary does not hold).
+    fn may_match(&self, filter: &AuditFilter) -> bool {
+        filter.mode.is_none_or(|m| self.mode == m)
+            && filter.granted.is_none_or(|g| self.granted == g)
+            && (!filter.break_glass_only || self.break_glass)
+            && filter.from.is_none_or(|t| self.time >= t)
+            && filter.to.is_none_or(|t| self.time < t)
+    }
+}
+
 /// A block without its entries, as stored under `b`.
 #[derive(Serialize, Deserialize)]
 struct BlockMeta {
@@ -164,7 +237,10 @@ impl<B: Backend> KvLedgerStore<B> {
                 let index = index_suffix(DECISION, key)?;
                 let decision: Decision = decode_versioned(key, value)?;
                 if decision.break_glass {
-                    ops.push((cat(BREAK_GLASS, &index.to_be_bytes()), Some(Vec::new())));
+                    ops.push((
+                        cat(BREAK_GLASS, &index.to_be_bytes()),
+                        Some(Summary::of(&decision).encode()),
+                    ));
                 }
             }
             let done = rows.len() < REBUILD_CHUNK;
@@ -454,6 +530,15 @@ impl<B: Backend> LedgerStore for KvLedgerStore<B> {
             if let Some(next) = source.peek(&self.backend)? {
                 heads.push(Reverse((next, n)));
             }
+            // An index row's summary settles most filters without the decision.
+            if !carries_decision && let Some(summary) = Summary::decode(&value) {
+                if time_ordered && filter.to.is_some_and(|to| summary.time >= to) {
+                    break;
+                }
+                if !summary.may_match(filter) {
+                    continue;
+                }
+            }
             let decision = if carries_decision {
                 decode_versioned(&key, &value)?
             } else {
@@ -564,26 +649,27 @@ fn block_ops(write: &BlockWrite, at: &mut Position, ops: &mut Vec<Op>) -> Result
     for (index, d) in decisions {
         let at_index = index.to_be_bytes();
         let time = time_bytes(d.time);
+        let summary = Summary::of(d).encode();
         put(cat(DECISION, &at_index), encode_versioned(d)?);
         put(cat(REQUEST, d.request_id.0.as_bytes()), at_index.to_vec());
         if let Some(patient) = d.patient {
             put(
                 cat3(BY_PATIENT, patient.0.as_bytes(), &at_index),
-                Vec::new(),
+                summary.clone(),
             );
         }
         put(
             cat3(BY_REQUESTER, d.requester.0.as_bytes(), &at_index),
-            Vec::new(),
+            summary.clone(),
         );
         put(
             cat3(BY_RECORD, d.record_id.0.as_bytes(), &at_index),
-            Vec::new(),
+            summary.clone(),
         );
-        put(cat(&purpose_prefix(d.purpose), &at_index), Vec::new());
-        put(cat3(BY_TIME, &time, &at_index), Vec::new());
+        put(cat(&purpose_prefix(d.purpose), &at_index), summary.clone());
+        put(cat3(BY_TIME, &time, &at_index), summary.clone());
         if d.break_glass {
-            put(cat(BREAK_GLASS, &at_index), Vec::new());
+            put(cat(BREAK_GLASS, &at_index), summary);
         }
         let time = u64::from_be_bytes(time);
         at.unordered |= at.latest.is_some_and(|prev| time < prev);
@@ -672,6 +758,11 @@ fn purpose_prefix(purpose: Purpose) -> Vec<u8> {
 /// A timestamp whose big-endian bytes sort in time order.
 fn time_bytes(time: Timestamp) -> [u8; 8] {
     ((time.0 as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The inverse of [`time_bytes`].
+fn time_from_bytes(bytes: [u8; 8]) -> Timestamp {
+    Timestamp((u64::from_be_bytes(bytes) ^ (1 << 63)) as i64)
 }
 
 /// The smallest key after every key that starts with `prefix`. Prefixes start with an ASCII

@@ -102,7 +102,7 @@ pub(crate) enum AuditCommand {
         /// The patient (hex key); default: the key's own party.
         #[arg(long)]
         patient: Option<String>,
-        /// text, csv or json.
+        /// text, csv or json (`--json` also gives json).
         #[arg(long, value_parser = ["text", "csv", "json"], default_value = "text")]
         format: String,
         /// Verify every entry against this genesis file first.
@@ -543,7 +543,13 @@ pub(crate) async fn run(cmd: AuditCommand, out: &Output) -> anyhow::Result<()> {
             let (rows, verified) = rows(&client, &keys, &query, genesis.as_ref()).await?;
             let directory = directory(&client, &rows).await;
             let list = report::disclosures(&rows, patient, &directory);
-            match format.as_str() {
+            // `--json` asks every command for JSON; it wins over the default text format.
+            let format = if out.is_json() && format == "text" {
+                "json"
+            } else {
+                format.as_str()
+            };
+            match format {
                 "csv" => print!("{}", report::disclosures_csv(&list)),
                 "json" => println!(
                     "{}",

@@ -72,9 +72,59 @@ fn section(out: &Output, title: &str) {
 /// Validators of the demo consortium: n = 3f + 1 with f = 1.
 const VALIDATORS: usize = 4;
 
+/// Attempts at starting the consortium (see [`start_consortium`]).
+const START_ATTEMPTS: usize = 3;
+
+/// Whether `error` comes from binding an address another process holds.
+fn address_in_use(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    })
+}
+
+/// Writes the demo consortium into a new folder and starts its validators in this process.
+/// `write_devnet` picks free loopback ports and releases them just before the validators bind
+/// them, so another process may take one in between: then the consortium is written again, on
+/// other ports, up to [`START_ATTEMPTS`] times.
+async fn start_consortium() -> anyhow::Result<(
+    tempfile::TempDir,
+    Genesis,
+    Vec<crate::devnet::DevnetNode>,
+    Vec<custos_node::RunningNode>,
+)> {
+    let mut attempt = 1;
+    loop {
+        let dir = tempfile::Builder::new().prefix("custos-demo-").tempdir()?;
+        let (genesis, devnet) = crate::devnet::write_devnet(dir.path(), VALIDATORS, "custos-demo")?;
+        let mut nodes = Vec::new();
+        let mut failed = None;
+        for n in &devnet {
+            let config = custos_node::NodeConfig::load(&n.config)?;
+            match custos_node::start(config).await {
+                Ok(node) => nodes.push(node),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => return Ok((dir, genesis, devnet, nodes)),
+            Some(e) if attempt < START_ATTEMPTS && address_in_use(&e) => {
+                for node in nodes {
+                    node.stop().await?;
+                }
+                attempt += 1;
+            }
+            Some(e) => return Err(e.context("starting a demo validator")),
+        }
+    }
+}
+
 pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new().prefix("custos-demo-").tempdir()?;
-    let (genesis, devnet) = crate::devnet::write_devnet(dir.path(), VALIDATORS, "custos-demo")?;
+    let (dir, genesis, devnet, nodes) = start_consortium().await?;
     let org = |name: &str| custos_node::load_keys(&dir.path().join(format!("{name}.key")));
     let cast = Cast {
         hospital: org("hospital")?,
@@ -86,15 +136,6 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     };
 
     section(out, "consortium");
-    let mut nodes = Vec::new();
-    for n in &devnet {
-        let config = custos_node::NodeConfig::load(&n.config)?;
-        nodes.push(
-            custos_node::start(config)
-                .await
-                .context("starting a demo validator")?,
-        );
-    }
     out.say(format!(
         "{VALIDATORS} validators (Malachite BFT over libp2p on loopback, each with its own sled store under {}); gRPC at\n  {}\n\
          members: St Mary hospital (custodian), Acme insurance and AdCo marketing (partners); auditor: the health regulator\n\

@@ -12,6 +12,11 @@ impl Output {
         Output { json }
     }
 
+    /// Whether results go out as JSON (`--json`).
+    pub(crate) fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// Prints a result: `human` for people, `value` for scripts.
     pub(crate) fn result(&self, human: impl FnOnce() -> String, value: Value) {
         if self.json {

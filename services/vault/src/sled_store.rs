@@ -2,7 +2,8 @@
 //! the chunk index, metadata and wrapped keys, and the sealed [`Keyring`] for the custodian's
 //! wrapping secrets and one storage key per record.
 //!
-//! Layout under the vault's folder: `keyring.json` (sealed under the passphrase), `chunks/`
+//! Layout under the vault's folder: `keyring.json` and `keyring/` (sealed under the
+//! passphrase, see [`crate::keyring`]), `chunks/`
 //! (a file per record, named by its id, holding its chunks as [`custos_vault::stream`] sealed
 //! them) and `sled/`. In sled, tree `chunks` maps `record ‖ index (u32 BE)` to the chunk's
 //! offset and length in the record's file; trees `meta` (by record) and `wrapped` (by
@@ -21,9 +22,9 @@
 //!   system's, see below), and what it held was sealed under the record's data key anyway.
 //!
 //! The data key exists only inside the wrapped keys (to the custodian and to the patient), so
-//! any stale copy of a wrapped key needs the storage key to open. That key existed only in the
-//! keyring, which erasure rewrites without it *before* touching anything else, through a new
-//! file renamed over the old one. So even with the passphrase (which opens the keyring), the
+//! any stale copy of a wrapped key needs the storage key to open. That key existed only in its
+//! shard of the keyring, which erasure rewrites without it *before* touching anything else,
+//! through a new file renamed over the old one. So even with the passphrase (which opens the keyring), the
 //! custodian's wrapping secret and every party's private key, nothing in the vault's folder
 //! yields the record's plaintext, its attributes or its data key. Outside the folder's files —
 //! blocks the file system freed, snapshots, backups — are beyond this argument: run vaults on

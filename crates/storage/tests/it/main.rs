@@ -6,6 +6,7 @@
 mod fixtures;
 mod memory;
 mod paging_props;
+mod reads;
 mod sled;
 mod suite;
 
@@ -27,6 +28,7 @@ macro_rules! suite_tests {
             an_empty_requester_or_purpose_set_matches_nothing,
             a_cursor_at_or_past_the_end_returns_an_empty_last_page,
             an_old_store_gets_its_missing_indexes_when_opened,
+            index_rows_without_summaries_page_as_before,
             blocks_committed_in_one_batch_are_stored_as_if_committed_one_by_one,
             blocks_loaded_offline_are_stored_as_if_committed_one_by_one,
         );

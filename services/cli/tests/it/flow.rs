@@ -1,10 +1,11 @@
-//! The actors' story through the `custos` binary alone, against a node process, ending in an
-//! auditor's offline verification that catches a tampered log.
+//! The actors' story through the `custos` binary alone, against a node process, ending with an
+//! auditor's review (flags, accounting of disclosures, role limits) and offline verification of
+//! a saved log and an exported bundle, each of which catches tampering.
 
 use std::path::Path;
 use std::process::Output;
 
-use crate::{custos, start_node};
+use crate::{custos, init_and_start_node, keygen, ok_json, refused, until_ok};
 
 fn run(args: &[&str], node: &str, key: Option<&Path>) -> Output {
     let mut cmd = custos();
@@ -15,31 +16,11 @@ fn run(args: &[&str], node: &str, key: Option<&Path>) -> Output {
     cmd.output().unwrap()
 }
 
-fn ok_json(out: Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
-    let path = dir.join(format!("{name}.key"));
-    let out = custos()
-        .args(["--json", "keys", "generate", "--out"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let v = ok_json(out);
-    (path, v["public_key"].as_str().unwrap().to_string())
-}
-
 #[test]
-fn actors_use_the_cli_end_to_end_and_a_tampered_saved_log_fails_offline_verification() {
+fn actors_use_the_cli_end_to_end_and_the_auditor_reviews_and_verifies_the_log_offline() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (hospital, _) = keygen(d, "hospital");
+    let (hospital, hospital_pk) = keygen(d, "hospital");
     let (insurer, insurer_pk) = keygen(d, "insurer");
     let (auditor, _) = keygen(d, "auditor");
     let (alice, alice_pk) = keygen(d, "alice");
@@ -50,31 +31,10 @@ fn actors_use_the_cli_end_to_end_and_a_tampered_saved_log_fails_offline_verifica
         insurer.display(),
         auditor.display()
     );
-    let init = custos()
-        .args(["node", "init", "--dir"])
-        .arg(&node_dir)
-        .args(["--party", &parties])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let (mut child, node) = start_node(&node_dir.join("node.toml"));
-    let genesis = node_dir.join("genesis.json");
-
-    // The node may take a moment to accept connections.
-    let mut registered = None;
-    for _ in 0..200 {
-        let out = run(&["patient", "register"], &node, Some(&alice));
-        if out.status.success() {
-            registered = Some(out);
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    ok_json(registered.expect("patient register never succeeded"));
+    let (mut child, node, genesis) = init_and_start_node(&node_dir, &parties, &["--break-glass"]);
+    ok_json(until_ok(|| {
+        run(&["patient", "register"], &node, Some(&alice))
+    }));
 
     let record = ok_json(run(
         &[
@@ -181,8 +141,163 @@ fn actors_use_the_cli_end_to_end_and_a_tampered_saved_log_fails_offline_verifica
         None,
     ));
     assert!(chain["verified_height"].as_u64().unwrap() >= 6);
+
+    // An emergency: the hospital breaks the glass for alice's record, without her consent.
+    let alice_s = alice_pk.as_str();
+    let glass = ok_json(run(
+        &[
+            "partner",
+            "request",
+            "--record",
+            &record,
+            "--purpose",
+            "ETREAT",
+            "--justification",
+            "unconscious patient in the emergency room",
+        ],
+        &node,
+        Some(&hospital),
+    ));
+    assert_eq!(
+        (glass["granted"].clone(), glass["break_glass"].clone()),
+        (true.into(), true.into())
+    );
+
+    // What a compliance officer reviews: the break-glass access and the insurer's attempt after
+    // the revocation; a spike of denials only once the threshold is one.
+    let flags = ok_json(run(&["audit", "flags"], &node, Some(&auditor)));
+    assert_eq!(flags["break_glass"].as_array().unwrap().len(), 1);
+    assert_eq!(flags["break_glass"][0]["record_id"], record.as_str());
+    assert_eq!(flags["break_glass"][0]["requester"], hospital_pk.as_str());
+    assert_eq!(flags["after_revocation"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        flags["after_revocation"][0]["requester"],
+        insurer_pk.as_str()
+    );
+    assert_eq!(flags["denial_spikes"].as_array().unwrap().len(), 0);
+    let spiky = ok_json(run(
+        &["audit", "flags", "--denials", "1"],
+        &node,
+        Some(&auditor),
+    ));
+    assert_eq!(spiky["denial_spikes"][0]["requester"], insurer_pk.as_str());
+    assert_eq!(spiky["denial_spikes"][0]["denials"], 1);
+
+    // The accounting of disclosures for alice, verified against the genesis: the insurer's
+    // access under her consent and the hospital's break-glass access; the denial is not a
+    // disclosure. Alice gets the same for herself; the insurer sees only its own access.
+    let g = genesis.to_str().unwrap();
+    let by_auditor = ok_json(run(
+        &["audit", "disclosures", "--patient", alice_s, "--genesis", g],
+        &node,
+        Some(&auditor),
+    ));
+    assert_eq!(by_auditor["verified"], true);
+    assert_eq!(by_auditor["patient"], alice_s);
+    let list = by_auditor["disclosures"].as_array().unwrap();
+    let seen: Vec<(&str, &str, bool)> = list
+        .iter()
+        .map(|d| {
+            (
+                d["organisation"].as_str().unwrap(),
+                d["purpose"].as_str().unwrap(),
+                d["break_glass"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("acme", "HPAYMT", false), ("st-mary", "ETREAT", true)]
+    );
+    assert!(list.iter().all(|d| d["record_id"] == record.as_str()));
+    let by_alice = ok_json(run(
+        &["audit", "disclosures", "--genesis", g],
+        &node,
+        Some(&alice),
+    ));
+    assert_eq!(by_alice["disclosures"], by_auditor["disclosures"]);
+    let by_insurer = ok_json(run(
+        &["audit", "disclosures", "--patient", alice_s],
+        &node,
+        Some(&insurer),
+    ));
+    assert_eq!(by_insurer["verified"], false);
+    assert_eq!(by_insurer["disclosures"].as_array().unwrap().len(), 1);
+    assert_eq!(by_insurer["disclosures"][0]["organisation"], "acme");
+    let csv = run(
+        &[
+            "audit",
+            "disclosures",
+            "--patient",
+            alice_s,
+            "--format",
+            "csv",
+        ],
+        &node,
+        Some(&auditor),
+    );
+    assert!(csv.status.success());
+    assert_eq!(String::from_utf8_lossy(&csv.stdout).lines().count(), 3);
+    // Another patient's history, or another requester's, is refused, naming the field.
+    let (bob, _) = keygen(d, "bob");
+    ok_json(run(&["patient", "register"], &node, Some(&bob)));
+    let why = refused(run(
+        &["audit", "disclosures", "--patient", alice_s],
+        &node,
+        Some(&bob),
+    ));
+    assert!(why.contains("query.patient"), "{why}");
+    let why = refused(run(
+        &["audit", "log", "--requester", &hospital_pk],
+        &node,
+        Some(&insurer),
+    ));
+    assert!(why.contains("query.requester"), "{why}");
+
+    // The auditor exports the whole log as a bundle and verifies it with no node running.
+    let bundle_path = d.join("bundle.bin");
+    let exported = ok_json(run(
+        &["audit", "export", "--out", bundle_path.to_str().unwrap()],
+        &node,
+        Some(&auditor),
+    ));
+    let exported_entries = exported["entries"].as_u64().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
+    let verify = |file: &Path| {
+        custos()
+            .args(["--json", "audit", "verify"])
+            .arg(file)
+            .arg("--genesis")
+            .arg(&genesis)
+            .output()
+            .unwrap()
+    };
+    let verified = ok_json(verify(&bundle_path));
+    assert_eq!(verified["verified"], true);
+    assert_eq!(verified["entries"].as_u64().unwrap(), exported_entries);
+    assert_eq!(verified["decisions"], 3);
+    assert_eq!(verified["to_height"], exported["to_height"]);
+    // One bit of the record id flipped where the bundle first holds it (the registration's
+    // entry), or the file cut short: refused with a non-zero exit, naming what is wrong.
+    let bundle = std::fs::read(&bundle_path).unwrap();
+    let marker = hex::decode(&record).unwrap();
+    let at = bundle
+        .windows(32)
+        .position(|w| w == marker.as_slice())
+        .expect("the record id is in the bundle");
+    let mut tampered = bundle.clone();
+    tampered[at] ^= 1;
+    let tampered_path = d.join("tampered-bundle.bin");
+    std::fs::write(&tampered_path, &tampered).unwrap();
+    let why = refused(verify(&tampered_path));
+    assert!(
+        why.contains("does not verify") && why.contains("an entry was changed"),
+        "{why}"
+    );
+    std::fs::write(&tampered_path, &bundle[..bundle.len() / 2]).unwrap();
+    let why = refused(verify(&tampered_path));
+    assert!(why.contains("is not an audit bundle"), "{why}");
 
     let offline = custos()
         .args(["--json", "audit", "verify-log"])

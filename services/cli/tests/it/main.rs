@@ -9,8 +9,8 @@ mod flow;
 mod governance;
 mod vault;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `custos` binary under test.
@@ -40,6 +40,76 @@ pub(crate) fn start_node(config: &Path) -> (Child, String) {
         "unexpected first line: {line}"
     );
     (child, format!("http://{addr}"))
+}
+
+/// The JSON a successful `custos --json …` printed; fails the test with its stderr otherwise.
+pub(crate) fn ok_json(out: Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The stderr of a command that had to fail (non-zero exit).
+pub(crate) fn refused(out: Output) -> String {
+    assert!(!out.status.success(), "expected a refusal");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// `custos keys generate` into `dir/name.key`; the file and its public key (hex).
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}.key"));
+    let out = custos()
+        .args(["--json", "keys", "generate", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let v = ok_json(out);
+    (path, v["public_key"].as_str().unwrap().to_string())
+}
+
+/// `custos node init --dir dir --party parties [extra…]`, then the node started; returns the
+/// child, its endpoint and the genesis file.
+pub(crate) fn init_and_start_node(
+    dir: &Path,
+    parties: &str,
+    extra: &[&str],
+) -> (Child, String, PathBuf) {
+    let init = custos()
+        .args(["node", "init", "--dir"])
+        .arg(dir)
+        .args(["--party", parties])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let (child, node) = start_node(&dir.join("node.toml"));
+    (child, node, dir.join("genesis.json"))
+}
+
+/// Runs `attempt` until it succeeds, for at most 200 × 25 ms: a node just started may take a
+/// moment to accept connections.
+pub(crate) fn until_ok(mut attempt: impl FnMut() -> Output) -> Output {
+    for _ in 0..200 {
+        let out = attempt();
+        if out.status.success() {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let out = attempt();
+    assert!(
+        out.status.success(),
+        "never succeeded: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Polls `f` until it returns `Some`, for at most `limit`.

@@ -2,10 +2,10 @@
 //! custodian's put / list / rotate-key / erase, the insurer's fetch of the one record it was
 //! granted (decrypted to a file) and its refusal for another, the patient's fetch of their own.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 
-use crate::{custos, start_node};
+use crate::{custos, init_and_start_node, keygen, ok_json, refused, until_ok};
 
 const PASSPHRASE: &str = "correct horse battery staple, twice over";
 
@@ -19,31 +19,6 @@ fn run(args: &[&str], node: &str, vault: &str, key: &Path) -> Output {
         .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE)
         .output()
         .unwrap()
-}
-
-fn ok_json(out: Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn refused(out: Output) -> String {
-    assert!(!out.status.success(), "expected a refusal");
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(format!("{name}.key"));
-    let out = custos()
-        .args(["--json", "keys", "generate", "--out"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let v = ok_json(out);
-    (path, v["public_key"].as_str().unwrap().to_string())
 }
 
 /// Starts `custos vault run` on a free loopback port; returns the child and its endpoint.
@@ -100,31 +75,8 @@ fn custodian_insurer_and_patient_use_the_vault_through_the_cli() {
         insurer.display(),
         auditor.display()
     );
-    let init = custos()
-        .args(["node", "init", "--dir"])
-        .arg(&node_dir)
-        .args(["--party", &parties])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let (mut node_child, node) = start_node(&node_dir.join("node.toml"));
-    let genesis = node_dir.join("genesis.json");
-    let mut registered = false;
-    for _ in 0..200 {
-        if run(&["patient", "register"], &node, "", &alice)
-            .status
-            .success()
-        {
-            registered = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(registered, "patient register never succeeded");
+    let (mut node_child, node, genesis) = init_and_start_node(&node_dir, &parties, &[]);
+    until_ok(|| run(&["patient", "register"], &node, "", &alice));
 
     // The vault refuses a plain key file: private keys stay sealed at rest.
     let plain = custos()
@@ -476,18 +428,7 @@ fn an_advertiser_runs_an_aggregate_through_the_cli() {
         advertiser.display(),
         auditor.display()
     );
-    let init = custos()
-        .args(["node", "init", "--dir"])
-        .arg(&node_dir)
-        .args(["--party", &parties])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let (mut node_child, node) = start_node(&node_dir.join("node.toml"));
+    let (mut node_child, node, genesis) = init_and_start_node(&node_dir, &parties, &[]);
     let sealed = d.join("hospital.sealed");
     ok_json(
         custos()
@@ -499,31 +440,14 @@ fn an_advertiser_runs_an_aggregate_through_the_cli() {
             .output()
             .unwrap(),
     );
-    let (mut vault_child, vault) = start_vault(
-        &node,
-        &node_dir.join("genesis.json"),
-        &sealed,
-        &d.join("vault"),
-        None,
-    );
+    let (mut vault_child, vault) = start_vault(&node, &genesis, &sealed, &d.join("vault"), None);
     // Eleven patients register, consent to aggregates for research, and get a lab record with
     // the aggregate schema's attributes; ages 35, 40, …, 85.
     let file = d.join("obs.json");
     std::fs::write(&file, br#"{"resourceType":"Observation"}"#).unwrap();
     for i in 0..11 {
         let (patient, patient_pk) = keygen(d, &format!("patient{i}"));
-        let mut registered = false;
-        for _ in 0..200 {
-            if run(&["patient", "register"], &node, "", &patient)
-                .status
-                .success()
-            {
-                registered = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        assert!(registered, "patient register never succeeded");
+        until_ok(|| run(&["patient", "register"], &node, "", &patient));
         ok_json(run(
             &[
                 "patient",
