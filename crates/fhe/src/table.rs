@@ -76,6 +76,20 @@ pub struct StoredChunk {
     pub bytes: Vec<u8>,
 }
 
+impl StoredChunk {
+    /// Chunk `index` of column `column`, encoded for storage.
+    fn of(column: usize, index: usize, chunk: &PackedChunk) -> Result<Self> {
+        Ok(StoredChunk {
+            column: column as u32,
+            chunk: index as u32,
+            bytes: postcard::to_allocvec(chunk).map_err(|e| Error::Decode {
+                what: "chunk",
+                reason: e.to_string(),
+            })?,
+        })
+    }
+}
+
 /// The encrypted table: a versioned, deterministic column store the vault keeps and the compute
 /// worker loads (whole, or projected to a plan's columns).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,14 +239,7 @@ impl EncryptedTable {
         for (column, key) in self.schema.columns().iter().enumerate() {
             let chunks = self.column(key)?;
             for (index, chunk) in chunks.iter().enumerate().skip(first) {
-                out.push(StoredChunk {
-                    column: column as u32,
-                    chunk: index as u32,
-                    bytes: postcard::to_allocvec(chunk).map_err(|e| Error::Decode {
-                        what: "chunk",
-                        reason: e.to_string(),
-                    })?,
-                });
+                out.push(StoredChunk::of(column, index, chunk)?);
             }
         }
         Ok(out)
@@ -329,19 +336,12 @@ impl EncryptedTable {
                 chunks[index] = PackedChunk::encrypt(key, &values, &mut rng)?;
                 Ok(())
             })?;
-        let mut out = Vec::new();
-        for (column, k) in self.schema.columns().iter().enumerate() {
-            let chunk = &self.column(k)?[index];
-            out.push(StoredChunk {
-                column: column as u32,
-                chunk: index as u32,
-                bytes: postcard::to_allocvec(chunk).map_err(|e| Error::Decode {
-                    what: "chunk",
-                    reason: e.to_string(),
-                })?,
-            });
-        }
-        Ok(out)
+        self.schema
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(column, k)| StoredChunk::of(column, index, &self.column(k)?[index]))
+            .collect()
     }
 
     /// A fresh table of only `cohort`'s rows (in cohort order, rows 0..len) and only the columns

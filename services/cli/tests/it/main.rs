@@ -18,27 +18,37 @@ pub(crate) fn custos() -> Command {
     Command::new(env!("CARGO_BIN_EXE_custos"))
 }
 
-/// Starts `custos node run` on a free loopback port and returns the child and its endpoint.
-pub(crate) fn start_node(config: &Path) -> (Child, String) {
+/// Spawns `command` (a server on `127.0.0.1:0`) and returns the child and the address it
+/// announces on its first line, `<prefix> listening on ADDR …`.
+pub(crate) fn spawn_listening(mut command: Command, prefix: &str) -> (Child, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = custos()
-        .args(["node", "run", "--config"])
-        .arg(config)
-        .args(["--listen", "127.0.0.1:0"])
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn custos node run");
+        .unwrap_or_else(|e| panic!("spawn {prefix}: {e}"));
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
         .expect("read the listening line");
-    let addr = line.trim().rsplit(' ').next().expect("address").to_string();
-    assert!(
-        addr.starts_with("127.0.0.1:"),
-        "unexpected first line: {line}"
-    );
+    let addr = line
+        .strip_prefix(&format!("{prefix} listening on "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    (child, addr)
+}
+
+/// Starts `custos node run` on a free loopback port and returns the child and its endpoint.
+pub(crate) fn start_node(config: &Path) -> (Child, String) {
+    let mut command = custos();
+    command
+        .args(["node", "run", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"]);
+    let (child, addr) = spawn_listening(command, "custos node");
+    assert!(addr.starts_with("127.0.0.1:"), "unexpected address: {addr}");
     (child, format!("http://{addr}"))
 }
 

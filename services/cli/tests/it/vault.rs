@@ -3,9 +3,9 @@
 //! granted (decrypted to a file) and its refusal for another, the patient's fetch of their own.
 
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Output};
 
-use crate::{custos, init_and_start_node, keygen, ok_json, refused, until_ok};
+use crate::{custos, init_and_start_node, keygen, ok_json, refused, spawn_listening, until_ok};
 
 const PASSPHRASE: &str = "correct horse battery staple, twice over";
 
@@ -29,34 +29,20 @@ fn start_vault(
     data: &Path,
     proving_key: Option<&Path>,
 ) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
     let mut command = custos();
     command.args(["vault", "run", "--listen", "127.0.0.1:0", "--node", node]);
     if let Some(pk) = proving_key {
         command.arg("--proving-key").arg(pk);
     }
-    let mut child = command
+    command
         .arg("--genesis")
         .arg(genesis)
         .arg("--key")
         .arg(sealed)
         .arg("--data")
         .arg(data)
-        .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn custos vault run");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let addr = line
-        .strip_prefix("vault listening on ")
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
+        .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE);
+    let (child, addr) = spawn_listening(command, "vault");
     (child, format!("http://{addr}"))
 }
 
@@ -387,31 +373,16 @@ fn custodian_insurer_and_patient_use_the_vault_through_the_cli() {
 
 /// Starts `custos compute run` for `vault`; returns the child and its endpoint.
 fn start_compute(vault: &str) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = custos()
-        .args([
-            "compute",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--vault",
-            vault,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn custos compute run");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let endpoint = line
-        .strip_prefix("compute worker listening on ")
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_string();
-    (child, endpoint)
+    let mut command = custos();
+    command.args([
+        "compute",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--vault",
+        vault,
+    ]);
+    spawn_listening(command, "compute worker")
 }
 
 #[test]
