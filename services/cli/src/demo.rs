@@ -328,6 +328,20 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         out,
         "auditor: the whole log, every proof checked against the genesis, trusting no node",
     );
+    // The auditor's validator may not have applied the last decided block yet (each validator
+    // applies a decision on its own): wait, with a deadline, until it holds the last decision.
+    let last = [&d1, &d2, &d3, &d4, &d5]
+        .iter()
+        .map(|d| d.height.0)
+        .max()
+        .unwrap_or(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while auditor_c.status().await?.height < last {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the auditor's validator did not reach height {last} within 30 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let all = auditor_c
         .access_log_all(&cast.auditor, &audit_pb::AccessLogQuery::default())
         .await?;
