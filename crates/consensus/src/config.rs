@@ -64,3 +64,31 @@ pub fn tcp_multiaddr(addr: SocketAddr) -> String {
         SocketAddr::V6(a) => format!("/ip6/{}/tcp/{}", a.ip(), a.port()),
     }
 }
+
+/// A free loopback port for a validator, reserved by the returned listener until it is
+/// dropped (so that no two picks at once get the same port).
+///
+/// It is drawn below the kernel's ephemeral range, where outgoing connections take their local
+/// ports: a validator starts (and restarts) on its port some time after the port was picked,
+/// and a port in the ephemeral range may meanwhile have become the local end of any connection
+/// on the machine, which would keep the validator from listening. Where the range cannot be
+/// read, it is taken to start at 32768 (Linux's default); where no port below it is free after
+/// a few tries, any free port.
+pub fn reserve_loopback_port() -> std::io::Result<std::net::TcpListener> {
+    use rand::Rng;
+    use std::net::TcpListener;
+    const LOWEST: u16 = 10_000;
+    let below = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if below > LOWEST {
+        let mut rng = rand::thread_rng();
+        for _ in 0..64 {
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", rng.gen_range(LOWEST..below))) {
+                return Ok(listener);
+            }
+        }
+    }
+    TcpListener::bind("127.0.0.1:0")
+}

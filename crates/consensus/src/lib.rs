@@ -17,5 +17,5 @@ mod store;
 mod streaming;
 
 pub use app::Application;
-pub use config::{ConsensusConfig, tcp_multiaddr};
+pub use config::{ConsensusConfig, reserve_loopback_port, tcp_multiaddr};
 pub use node::run;

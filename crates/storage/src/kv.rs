@@ -516,47 +516,84 @@ impl<B: Backend> LedgerStore for KvLedgerStore<B> {
         let mut page = AuditPage::default();
         let mut scanned = 0;
         let mut last = after;
-        while let Some(Reverse((index, n))) = heads.pop() {
-            if scanned == self.scan_limit {
-                // Out of budget with rows left: continue after the last row read.
+        loop {
+            // The rows that may match, up to the rest of the page: a row settled by its summary
+            // costs nothing, the others' decisions are then read together (one random read each
+            // on a large store, which a disk serves far better at once than one after another).
+            // Each candidate adds at most one decision, so the page cannot fill before the last.
+            let wanted = limit - page.decisions.len();
+            let mut candidates: Vec<u64> = Vec::with_capacity(wanted);
+            // Their decisions, when the rows read are the decisions themselves.
+            let mut carried: Vec<Decision> = Vec::new();
+            // Why collecting stopped early: a row was taken that was not looked at.
+            let mut out_of_budget = false;
+            let mut past_end = false;
+            while candidates.len() < wanted {
+                let Some(Reverse((index, n))) = heads.pop() else {
+                    break;
+                };
+                if scanned == self.scan_limit {
+                    // Out of budget with rows left: the page continues after the last row read.
+                    out_of_budget = true;
+                    break;
+                }
+                scanned += 1;
+                last = Some(index);
+                let source = &mut sources[n];
+                let (_, value) = source.buf.pop_front().unwrap_or_default();
+                let key = cat(&source.prefix, &index.to_be_bytes());
+                if let Some(next) = source.peek(&self.backend)? {
+                    heads.push(Reverse((next, n)));
+                }
+                // An index row's summary settles most filters without the decision.
+                if !carries_decision && let Some(summary) = Summary::decode(&value) {
+                    if time_ordered && filter.to.is_some_and(|to| summary.time >= to) {
+                        past_end = true;
+                        break;
+                    }
+                    if !summary.may_match(filter) {
+                        continue;
+                    }
+                }
+                if carries_decision {
+                    carried.push(decode_versioned(&key, &value)?);
+                }
+                candidates.push(index);
+            }
+            let taken = candidates.len();
+            let decisions = if carries_decision {
+                carried
+            } else {
+                crate::parallel::read_all(&candidates, |index| {
+                    self.decision(*index)?.ok_or_else(|| {
+                        corrupt(
+                            &cat(DECISION, &index.to_be_bytes()),
+                            "is indexed but missing",
+                        )
+                    })
+                })?
+            };
+            for (n, (index, decision)) in candidates.into_iter().zip(decisions).enumerate() {
+                if time_ordered && filter.to.is_some_and(|to| decision.time >= to) {
+                    return Ok(page);
+                }
+                if filter.matches(&decision) {
+                    page.decisions.push((index, decision));
+                    if page.decisions.len() == limit {
+                        let more = n + 1 < taken || out_of_budget || past_end || !heads.is_empty();
+                        page.next = more.then_some(index);
+                        return Ok(page);
+                    }
+                }
+            }
+            if out_of_budget {
                 page.next = last;
                 return Ok(page);
             }
-            scanned += 1;
-            last = Some(index);
-            let source = &mut sources[n];
-            let (_, value) = source.buf.pop_front().unwrap_or_default();
-            let key = cat(&source.prefix, &index.to_be_bytes());
-            if let Some(next) = source.peek(&self.backend)? {
-                heads.push(Reverse((next, n)));
-            }
-            // An index row's summary settles most filters without the decision.
-            if !carries_decision && let Some(summary) = Summary::decode(&value) {
-                if time_ordered && filter.to.is_some_and(|to| summary.time >= to) {
-                    break;
-                }
-                if !summary.may_match(filter) {
-                    continue;
-                }
-            }
-            let decision = if carries_decision {
-                decode_versioned(&key, &value)?
-            } else {
-                self.decision(index)?
-                    .ok_or_else(|| corrupt(&key, "indexes a missing decision"))?
-            };
-            if time_ordered && filter.to.is_some_and(|to| decision.time >= to) {
-                break;
-            }
-            if filter.matches(&decision) {
-                page.decisions.push((index, decision));
-                if page.decisions.len() == limit {
-                    page.next = (!heads.is_empty()).then_some(index);
-                    return Ok(page);
-                }
+            if past_end || heads.is_empty() {
+                return Ok(page);
             }
         }
-        Ok(page)
     }
 }
 

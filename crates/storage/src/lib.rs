@@ -16,6 +16,7 @@ use custos_types::{AccessMode, Decision, PartyId, Purpose, RecordId, RequestId, 
 
 mod kv;
 pub mod memory;
+pub mod parallel;
 pub mod sled_backend;
 
 pub use kv::{Backend, KvLedgerStore};

@@ -31,10 +31,10 @@ pub(crate) struct DevnetArgs {
     init_only: bool,
 }
 
-/// A free loopback port, kept bound in `reserved` until the caller drops it, so that no two
-/// validators are handed the same port.
+/// A free loopback port (see [`custos_consensus::reserve_loopback_port`]), kept bound in
+/// `reserved` until the caller drops it, so that no two validators are handed the same port.
 fn free_port(reserved: &mut Vec<TcpListener>) -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    let listener = custos_consensus::reserve_loopback_port().context("cannot find a free port")?;
     let port = listener.local_addr()?.port();
     reserved.push(listener);
     Ok(port)

@@ -15,7 +15,7 @@
 //! certificate, exactly the certificate Malachite's precommits form. Building 10,000 blocks live
 //! would take longer than the whole bench may (the live rate is printed as the baseline).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,33 +70,19 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// A free loopback port below the ephemeral range, so that no outgoing connection takes it
-/// between now and when its validator (re)starts; never the same one twice.
+/// A free loopback port (see [`custos_consensus::reserve_loopback_port`]); never the same one
+/// twice, as the bench releases each at once.
 fn free_port() -> u16 {
-    use rand::Rng;
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| {
-            r.split_whitespace()
-                .next()
-                .and_then(|p| p.parse::<u16>().ok())
-        })
-        .unwrap_or(32768);
     let mut given = GIVEN.lock().expect("lock");
-    let mut rng = rand::thread_rng();
     for _ in 0..1000 {
-        let port = if ephemeral_low > 12_000 {
-            rng.gen_range(ephemeral_low - 10_000..ephemeral_low)
-        } else {
-            0
-        };
-        if given.contains(&port) {
-            continue;
-        }
-        if let Ok(port) = TcpListener::bind(("127.0.0.1", port)).and_then(|l| l.local_addr()) {
-            given.push(port.port());
-            return port.port();
+        let port = custos_consensus::reserve_loopback_port()
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
         }
     }
     panic!("no free port")

@@ -48,7 +48,7 @@ fn init_tracing() {
 /// Free loopback ports, reserved by binding them all before releasing any.
 fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .map(|_| custos_consensus::reserve_loopback_port().unwrap())
         .collect();
     listeners
         .iter()
