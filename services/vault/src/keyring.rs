@@ -267,20 +267,33 @@ impl Keyring {
         Ok(())
     }
 
-    /// Seals the custodian's secrets into `keyring.json`.
-    fn write_main(&self, state: &State) -> Result<(), StoreError> {
-        let plaintext = encode_custodian(state);
+    /// Seals `plaintext` under `label` and writes it to `path` as the JSON file `file` makes
+    /// of the sealed box.
+    fn write_sealed<F: Serialize>(
+        &self,
+        path: &Path,
+        label: &str,
+        plaintext: &[u8],
+        file: impl FnOnce(PassphraseSealed) -> F,
+    ) -> Result<(), StoreError> {
         let sealed = self
             .key
-            .seal(LABEL, &plaintext, &mut OsRng)
+            .seal(label, plaintext, &mut OsRng)
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let text = serde_json::to_vec(&KeyringFile {
-            kind: KIND.into(),
-            version: 2,
-            sealed,
+        let text =
+            serde_json::to_vec(&file(sealed)).map_err(|e| StoreError::Backend(e.to_string()))?;
+        write_atomic(path, &text)
+    }
+
+    /// Seals the custodian's secrets into `keyring.json`.
+    fn write_main(&self, state: &State) -> Result<(), StoreError> {
+        self.write_sealed(&self.path, LABEL, &encode_custodian(state), |sealed| {
+            KeyringFile {
+                kind: KIND.into(),
+                version: 2,
+                sealed,
+            }
         })
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-        write_atomic(&self.path, &text)
     }
 
     /// Seals shard `shard` into its file, or removes the file when the shard holds no key.
@@ -294,19 +307,14 @@ impl Keyring {
                 Err(e) => Err(backend("cannot remove", &path, e)),
             };
         }
-        let plaintext = encode_shard(keys);
-        let sealed = self
-            .key
-            .seal(&shard_label(shard), &plaintext, &mut OsRng)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let text = serde_json::to_vec(&ShardFile {
-            kind: SHARD_KIND.into(),
-            version: 2,
-            shard: shard as u8,
-            sealed,
+        self.write_sealed(&path, &shard_label(shard), &encode_shard(keys), |sealed| {
+            ShardFile {
+                kind: SHARD_KIND.into(),
+                version: 2,
+                shard: shard as u8,
+                sealed,
+            }
         })
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-        write_atomic(&path, &text)
     }
 
     /// The storage key of `record`, if it has one.

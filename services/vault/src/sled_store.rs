@@ -3,9 +3,8 @@
 //! wrapping secrets and one storage key per record.
 //!
 //! Layout under the vault's folder: `keyring.json` and `keyring/` (sealed under the
-//! passphrase, see [`crate::keyring`]), `chunks/`
-//! (a file per record, named by its id, holding its chunks as [`custos_vault::stream`] sealed
-//! them) and `sled/`. In sled, tree `chunks` maps `record ‖ index (u32 BE)` to the chunk's
+//! passphrase, see [`crate::keyring`]), `chunks/` (a file per record, named by its id, holding
+//! its chunks as [`custos_vault::stream`] sealed them) and `sled/`. In sled, tree `chunks` maps `record ‖ index (u32 BE)` to the chunk's
 //! offset and length in the record's file; trees `meta` (by record) and `wrapped` (by
 //! `record ‖ recipient`) hold values encrypted under the record's storage key
 //! (XChaCha20-Poly1305, random nonce, AAD = tree name and sled key). Chunks stay out of sled
@@ -24,9 +23,9 @@
 //! The data key exists only inside the wrapped keys (to the custodian and to the patient), so
 //! any stale copy of a wrapped key needs the storage key to open. That key existed only in its
 //! shard of the keyring, which erasure rewrites without it *before* touching anything else,
-//! through a new file renamed over the old one. So even with the passphrase (which opens the keyring), the
-//! custodian's wrapping secret and every party's private key, nothing in the vault's folder
-//! yields the record's plaintext, its attributes or its data key. Outside the folder's files —
+//! through a new file renamed over the old one. So even with the passphrase (which opens the
+//! keyring), the custodian's wrapping secret and every party's private key, nothing in the
+//! vault's folder yields the record's plaintext, its attributes or its data key. Outside the folder's files —
 //! blocks the file system freed, snapshots, backups — are beyond this argument: run vaults on
 //! encrypted disks and keep backups under the same erasure discipline.
 //!

@@ -7,8 +7,8 @@ use custos_storage::memory::MemoryBackend;
 use custos_storage::{AuditFilter, Backend, KvLedgerStore, LedgerStore};
 use custos_types::{AccessMode, Decision, Timestamp};
 
-use crate::fixtures::{Chain, chain_with_times, party, purpose};
-use crate::suite::page_through;
+use crate::fixtures::{chain_with_times, party, purpose};
+use crate::suite::{brute_force, page_through, strip_summaries};
 
 /// The in-memory backend, counting point reads of decision rows (`d` ‖ index).
 #[derive(Default)]
@@ -38,14 +38,6 @@ impl Backend for Counting {
     fn scan_prefix(&self, prefix: &[u8]) -> custos_storage::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.inner.scan_prefix(prefix)
     }
-}
-
-fn expected(chain: &Chain, filter: &AuditFilter) -> Vec<(u64, Decision)> {
-    chain
-        .decisions()
-        .into_iter()
-        .filter(|(_, d)| filter.matches(d))
-        .collect()
 }
 
 /// Decision rows read while paging through `filter` with pages of `limit`, and what was found.
@@ -97,7 +89,7 @@ fn a_filter_beyond_the_scanned_index_reads_only_the_matching_decisions() {
         },
     ];
     for filter in &filters {
-        let want = expected(&chain, filter);
+        let want = brute_force(&chain, filter);
         assert!(!want.is_empty(), "{filter:?} matches something");
         for limit in [1, 7, 1_000] {
             let (n, found) = reads(&store, filter, limit);
@@ -112,21 +104,14 @@ fn a_filter_beyond_the_scanned_index_reads_only_the_matching_decisions() {
 
     // The same queries over index rows without summaries (a store written before them) read a
     // decision for every row of the scanned index.
-    let emptied = store
-        .backend()
-        .scan_prefix(b"i")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| (k, Some(Vec::new())))
-        .collect();
-    store.backend().apply(emptied).unwrap();
+    strip_summaries(&store);
     let requester_rows = chain
         .decisions()
         .iter()
         .filter(|(_, d)| d.requester == party(1))
         .count();
     let (n, found) = reads(&store, &filters[0], 1_000);
-    assert_eq!(found, expected(&chain, &filters[0]));
+    assert_eq!(found, brute_force(&chain, &filters[0]));
     assert_eq!(n, requester_rows);
     assert!(n > found.len(), "{n} reads for {} matches", found.len());
 }

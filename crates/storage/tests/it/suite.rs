@@ -101,7 +101,8 @@ pub(crate) fn page_through(
     panic!("paging did not end");
 }
 
-fn brute_force(chain: &Chain, filter: &AuditFilter) -> Vec<(u64, Decision)> {
+/// The decisions of `chain` that `filter` matches, in log order.
+pub(crate) fn brute_force(chain: &Chain, filter: &AuditFilter) -> Vec<(u64, Decision)> {
     chain
         .decisions()
         .into_iter()
@@ -531,12 +532,18 @@ pub(crate) fn index_rows_without_summaries_page_as_before<B: Backend>(store: KvL
     assert!(rows.iter().all(|(_, v)| v.len() == 10 && v[0] == 1));
     assert_every_filter_pages_like_brute_force(&store, &chain);
     // …and a store written before summaries (empty index values) answers the same.
-    let emptied = rows
+    strip_summaries(&store);
+    assert_every_filter_pages_like_brute_force(&store, &chain);
+}
+
+/// Empties every audit index row's value, as a store written before summaries has them.
+pub(crate) fn strip_summaries<B: Backend>(store: &KvLedgerStore<B>) {
+    let emptied = dump(store)
         .into_iter()
+        .filter(|(k, _)| k.first() == Some(&b'i'))
         .map(|(k, _)| (k, Some(Vec::new())))
         .collect();
     store.backend().apply(emptied).unwrap();
-    assert_every_filter_pages_like_brute_force(&store, &chain);
 }
 
 pub(crate) fn blocks_committed_in_one_batch_are_stored_as_if_committed_one_by_one<B: Backend>(

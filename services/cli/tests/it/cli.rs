@@ -1,6 +1,6 @@
 //! The CLI's contract: key files, clear errors and exit codes, JSON output.
 
-use crate::custos;
+use crate::{custos, ok_json, succeeded};
 
 #[test]
 fn key_files_are_written_0600_and_never_overwritten() {
@@ -11,11 +11,7 @@ fn key_files_are_written_0600_and_never_overwritten() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -98,23 +94,13 @@ fn flags_can_come_from_custos_environment_variables() {
         .env("CUSTOS_KEY_OUT", &path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out);
     assert!(path.exists());
 }
 
 #[test]
 fn the_demo_tells_the_whole_story_and_exits_zero() {
-    let out = custos().args(["--json", "demo"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = ok_json(custos().args(["--json", "demo"]).output().unwrap());
     assert_eq!(v["decisions"], 5);
     assert_eq!(v["granted"], 2);
 }

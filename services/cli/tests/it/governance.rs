@@ -4,7 +4,7 @@ use std::path::Path;
 
 use custos_client::Client;
 
-use crate::{custos, eventually, start_node};
+use crate::{custos, eventually, start_node, succeeded};
 
 fn run(args: &[&str]) -> std::process::Output {
     custos().args(args).output().unwrap()
@@ -22,11 +22,7 @@ async fn a_change_needs_two_thirds_of_the_members_and_then_takes_effect() {
         "--dir",
         d.to_str().unwrap(),
     ]);
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    succeeded(init);
     let (mut child, node) = start_node(&d.join("validator-0").join("node.toml"));
     let client = eventually(std::time::Duration::from_secs(20), || async {
         Client::connect(&node).await.ok()
@@ -48,11 +44,7 @@ async fn a_change_needs_two_thirds_of_the_members_and_then_takes_effect() {
         "--min-cohort-size",
         "25",
     ]);
-    assert!(
-        propose.status.success(),
-        "{}",
-        String::from_utf8_lossy(&propose.stderr)
-    );
+    succeeded(propose);
 
     // One of three members is not enough: refused, nothing changes.
     let alone = run(&["governance", "submit", p, "--node", &node]);
@@ -84,11 +76,7 @@ async fn a_change_needs_two_thirds_of_the_members_and_then_takes_effect() {
             .success()
     );
     let submit = run(&["governance", "submit", p, "--node", &node]);
-    assert!(
-        submit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&submit.stderr)
-    );
+    succeeded(submit);
     let params = client.status().await.unwrap().parameters.unwrap();
     assert_eq!(params.min_cohort_size, 25);
     assert!(!params.break_glass_enabled);

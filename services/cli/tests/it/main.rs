@@ -52,14 +52,19 @@ pub(crate) fn start_node(config: &Path) -> (Child, String) {
     (child, format!("http://{addr}"))
 }
 
-/// The JSON a successful `custos --json …` printed; fails the test with its stderr otherwise.
-pub(crate) fn ok_json(out: Output) -> serde_json::Value {
+/// The output of a command that had to succeed; fails the test with its stderr otherwise.
+pub(crate) fn succeeded(out: Output) -> Output {
     assert!(
         out.status.success(),
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out
+}
+
+/// The JSON a successful `custos --json …` printed; fails the test with its stderr otherwise.
+pub(crate) fn ok_json(out: Output) -> serde_json::Value {
+    serde_json::from_slice(&succeeded(out).stdout).unwrap()
 }
 
 /// The stderr of a command that had to fail (non-zero exit).
@@ -87,17 +92,14 @@ pub(crate) fn init_and_start_node(
     parties: &str,
     extra: &[&str],
 ) -> (Child, String, PathBuf) {
-    let init = custos()
-        .args(["node", "init", "--dir"])
-        .arg(dir)
-        .args(["--party", parties])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
+    succeeded(
+        custos()
+            .args(["node", "init", "--dir"])
+            .arg(dir)
+            .args(["--party", parties])
+            .args(extra)
+            .output()
+            .unwrap(),
     );
     let (child, node) = start_node(&dir.join("node.toml"));
     (child, node, dir.join("genesis.json"))
@@ -113,13 +115,7 @@ pub(crate) fn until_ok(mut attempt: impl FnMut() -> Output) -> Output {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    let out = attempt();
-    assert!(
-        out.status.success(),
-        "never succeeded: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    succeeded(attempt())
 }
 
 /// Polls `f` until it returns `Some`, for at most `limit`.

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::{Child, Output};
 
-use crate::{custos, init_and_start_node, keygen, ok_json, refused, spawn_listening, until_ok};
+use crate::{
+    custos, init_and_start_node, keygen, ok_json, refused, spawn_listening, succeeded, until_ok,
+};
 
 const PASSPHRASE: &str = "correct horse battery staple, twice over";
 
@@ -102,12 +104,7 @@ fn custodian_insurer_and_patient_use_the_vault_through_the_cli() {
     let proposal = d.join("vk.tx");
     let p = proposal.to_str().unwrap();
     let governance = |args: &[&str]| {
-        let out = custos().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(custos().args(args).output().unwrap());
     };
     governance(&[
         "governance",
