@@ -92,3 +92,29 @@ pub fn reserve_loopback_port() -> std::io::Result<std::net::TcpListener> {
     }
     TcpListener::bind("127.0.0.1:0")
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn validator_ports_are_below_the_ephemeral_range() {
+        let Some(start) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        else {
+            return; // not Linux: nothing to compare with
+        };
+        let listeners: Vec<_> = (0..8)
+            .map(|_| super::reserve_loopback_port().unwrap())
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        assert!(
+            ports.iter().all(|p| (10_000..start).contains(p)),
+            "{ports:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
+}
