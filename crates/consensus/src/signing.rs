@@ -22,13 +22,13 @@ use arc_malachitebft_signing::{Error as SigningError, VerificationResult};
 use crate::context::{Address, CustosContext, Height, Proposal, Vote};
 
 /// Domain of a prevote.
-pub(crate) const PREVOTE_DOMAIN: &[u8] = b"custos/prevote/v1";
+pub(crate) const PREVOTE_DOMAIN: &[u8] = custos_crypto::context::PREVOTE;
 /// Domain of a precommit for nil (a precommit for a value signs the ledger's commit message).
-pub(crate) const PRECOMMIT_NIL_DOMAIN: &[u8] = b"custos/precommit-nil/v1";
+pub(crate) const PRECOMMIT_NIL_DOMAIN: &[u8] = custos_crypto::context::PRECOMMIT_NIL;
 /// Domain of a proposal.
-pub(crate) const PROPOSAL_DOMAIN: &[u8] = b"custos/proposal/v1";
+pub(crate) const PROPOSAL_DOMAIN: &[u8] = custos_crypto::context::PROPOSAL;
 /// Domain of a proposal's streamed parts.
-pub(crate) const PROPOSAL_PARTS_DOMAIN: &[u8] = b"custos/proposal-parts/v1";
+pub(crate) const PROPOSAL_PARTS_DOMAIN: &[u8] = custos_crypto::context::PROPOSAL_PARTS;
 
 fn header(domain: &[u8], chain_id: &str, height: Height, round: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(domain.len() + 4 + chain_id.len() + 12 + 64);

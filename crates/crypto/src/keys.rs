@@ -63,6 +63,16 @@ impl PublicKey {
         hex::encode(&self.0[..4])
     }
 
+    /// Verifies `signature` over `context ‖ payload` (see [`crate::context`]).
+    pub fn verify_in(
+        &self,
+        context: &[u8],
+        payload: &[u8],
+        signature: &Signature,
+    ) -> Result<(), KeyError> {
+        self.verify(&crate::context::message(context, payload), signature)
+    }
+
     /// Verifies `signature` over exactly `message` (strict: canonical `R` and `s`).
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), KeyError> {
         let key = VerifyingKey::from_bytes(&self.0)
@@ -167,6 +177,11 @@ impl SigningKeyPair {
     /// The public key.
     pub fn public(&self) -> PublicKey {
         self.public
+    }
+
+    /// Signs `context ‖ payload` (see [`crate::context`]).
+    pub fn sign_in(&self, context: &[u8], payload: &[u8]) -> Signature {
+        self.sign(&crate::context::message(context, payload))
     }
 
     /// Signs exactly `message`.

@@ -3,6 +3,7 @@
 //! Every identity in Custos is an Ed25519 key. Signatures are checked with `verify_strict`
 //! (canonical encodings, no small-order keys), so one signature has one meaning.
 
+pub mod context;
 mod hash;
 mod keyfile;
 mod keys;

@@ -9,7 +9,7 @@ use crate::LedgerError;
 use crate::header::BlockHeader;
 
 /// Domain separator and version of the commit message.
-pub const COMMIT_DOMAIN: &[u8] = b"custos/commit/v1";
+pub const COMMIT_DOMAIN: &[u8] = custos_crypto::context::COMMIT;
 
 /// Most validators a set may hold.
 pub const MAX_VALIDATORS: usize = 256;
