@@ -1,0 +1,107 @@
+//! The independent Python checker (`examples/python/check_vectors.py`, written from docs/spec
+//! alone) passes every checked-in vector and fails a copy with one bit flipped.
+//!
+//! It runs in a virtual environment under `target/` with a pinned PyNaCl. Without Python or
+//! without the package index this test fails, loudly: the second implementation is part of the
+//! conformance evidence, not an optional extra.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::pinned::workspace_root;
+
+/// The PyNaCl release the checker is tested with.
+const PYNACL: &str = "pynacl==1.5.0";
+
+fn run(command: &mut Command) -> Output {
+    let shown = format!("{command:?}");
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {shown}: {e}"));
+    output
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The venv's python, created and provisioned once per target directory.
+fn venv_python(root: &Path) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let venv = target.join("conformance-venv");
+    let python = venv.join("bin").join("python3");
+    let marker = venv.join(format!(".installed-{PYNACL}"));
+    if !marker.exists() {
+        let created = run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        assert!(
+            created.status.success(),
+            "python3 -m venv {} failed (Python 3.11 with venv is required):\n{}",
+            venv.display(),
+            text(&created)
+        );
+        let installed = run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--quiet",
+            PYNACL,
+        ]));
+        assert!(
+            installed.status.success(),
+            "pip install {PYNACL} failed; the Python conformance check needs it (is the package \
+             index reachable?):\n{}",
+            text(&installed)
+        );
+        std::fs::write(&marker, PYNACL).expect("write the venv marker");
+    }
+    python
+}
+
+#[test]
+fn python_checker_passes_every_vector_and_fails_a_flipped_bit() {
+    let root = workspace_root();
+    let python = venv_python(&root);
+    let checker = root.join("examples/python/check_vectors.py");
+    let vectors = root.join(custos_conformance::VECTORS_PATH);
+
+    let passed = run(Command::new(&python).arg(&checker).arg(&vectors));
+    let out = text(&passed);
+    assert!(passed.status.success(), "the Python checker failed:\n{out}");
+    let count = custos_conformance::vectors().len();
+    assert!(
+        out.contains(&format!("{count} passed, 0 failed")),
+        "expected `{count} passed, 0 failed`:\n{out}"
+    );
+
+    // One bit of one vector's bytes flipped: the checker must fail on it.
+    let doc = std::fs::read_to_string(&vectors).expect("read the vectors");
+    let target = "\"header_hash\": \"";
+    let at = doc.find(target).expect("a header hash") + target.len();
+    let mut flipped = doc.into_bytes();
+    let digit = char::from(flipped[at]).to_digit(16).expect("a hex digit") ^ 1;
+    flipped[at] = char::from_digit(digit, 16).expect("a hex digit") as u8;
+    let copy = std::env::temp_dir().join(format!("custos-vectors-flipped-{}.json", std::process::id()));
+    std::fs::write(&copy, &flipped).expect("write the flipped copy");
+    let failed = run(Command::new(&python).arg(&checker).arg(&copy));
+    let _ = std::fs::remove_file(&copy);
+    let out = text(&failed);
+    assert!(!failed.status.success(), "the checker accepted a flipped bit:\n{out}");
+    assert!(out.contains(", 1 failed"), "expected exactly one failure:\n{out}");
+
+    // Its self-test flips one bit in a copy of every valid vector and expects each copy to fail.
+    let valid = custos_conformance::vectors().iter().filter(|v| v.valid).count();
+    let selftest = run(Command::new(&python).arg(&checker).arg("--self-test").arg(&vectors));
+    let out = text(&selftest);
+    assert!(selftest.status.success(), "the checker's self-test failed:\n{out}");
+    assert!(
+        out.contains(&format!("{valid} mutants failed as they must, 0 survived")),
+        "expected every one of the {valid} valid vectors to fail once mutated:\n{out}"
+    );
+}
