@@ -1077,7 +1077,11 @@ def k_certificate(v, doc):
     if i["validators"] is None:
         raise Refused("no validator set")
     pairs = valset([(unhex(x["public_key"]), x["power"]) for x in i["validators"]])[0]
-    check_certificate(header, cert_from_json(i["certificate"]), pairs)
+    cert = cert_from_json(i["certificate"])
+    if "commit_bytes" in v["outputs"]:
+        same(commit_bytes(header["chain_id"], header["height"], cert["round"],
+                          H(header_bytes(header))), v["outputs"]["commit_bytes"], "commit bytes")
+    check_certificate(header, cert, pairs)
 
 
 def k_state_root(v, doc):
