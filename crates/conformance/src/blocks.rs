@@ -14,10 +14,15 @@ const SPEC: &str = "blocks.md";
 
 /// The consortium's validators: four of power 1.
 pub(crate) fn validators() -> Vec<SigningKeyPair> {
-    ["validator-1", "validator-2", "validator-3", SILENT_VALIDATOR]
-        .iter()
-        .map(|n| party(n))
-        .collect()
+    [
+        "validator-1",
+        "validator-2",
+        "validator-3",
+        SILENT_VALIDATOR,
+    ]
+    .iter()
+    .map(|n| party(n))
+    .collect()
 }
 
 /// The validator set of [`validators`].

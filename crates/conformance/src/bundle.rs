@@ -10,9 +10,7 @@ use custos_proto::ledger::v1 as pb;
 use custos_types::genesis::{GenesisParty, GenesisValidator};
 use custos_types::model::Organisation;
 use custos_types::tx::{ConfirmRelease, TxKind};
-use custos_types::{
-    EntryKind, Genesis, Height, LedgerEntry, Parameters, PartyId, RequestId, Role,
-};
+use custos_types::{EntryKind, Genesis, Height, LedgerEntry, Parameters, PartyId, RequestId, Role};
 use prost::Message;
 use serde_json::json;
 

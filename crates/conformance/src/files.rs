@@ -82,7 +82,10 @@ pub(crate) fn vectors() -> Vec<Vector> {
             "genesis/example",
             "genesis",
             "files.md",
-            genesis.validate().map_err(|e| e.to_string()).and(set.as_ref().map_err(|e| e.to_string())),
+            genesis
+                .validate()
+                .map_err(|e| e.to_string())
+                .and(set.as_ref().map_err(|e| e.to_string())),
             json!({ "file": serde_json::to_value(&genesis).unwrap_or_default() }),
             json!({ "validator_set_hash": set_hash }),
         ),

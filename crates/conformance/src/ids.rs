@@ -78,7 +78,12 @@ pub(crate) fn vectors() -> Vec<Vector> {
     let request = raw_request().id();
     let (recipient, recipient_key, encapsulated, sealed) = wrapped_key_parts();
     let predicate = crate::queries::adult_non_smoker();
-    let false_preimage = [PREDICATE_FALSE_TAG, request.0.as_bytes(), sha256(&predicate).as_bytes()].concat();
+    let false_preimage = [
+        PREDICATE_FALSE_TAG,
+        request.0.as_bytes(),
+        sha256(&predicate).as_bytes(),
+    ]
+    .concat();
     let result_digest = id_of("aggregate/encrypted-result");
     let released = released_text("mean", 14, Some(28.5));
     let aggregate_preimage = [

@@ -116,7 +116,10 @@ fn entry_vectors() -> Vec<Vector> {
             "log/entry-decision-granted",
             &entry(EntryKind::Decision(granted_decision(2))),
         ),
-        entry_vector("log/entry-decision-denied", &entry(EntryKind::Decision(denied))),
+        entry_vector(
+            "log/entry-decision-denied",
+            &entry(EntryKind::Decision(denied)),
+        ),
         entry_vector(
             "log/entry-decision-aggregate",
             &entry(EntryKind::Decision(aggregate)),

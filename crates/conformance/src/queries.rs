@@ -95,11 +95,23 @@ pub(crate) const GRAMMAR: &[(&str, &str, bool)] = &[
     ),
     ("grammar/accepted-avg-ne", "AVG bmi WHERE sex <> male", true),
     ("grammar/refused-count-where", "COUNT WHERE", false),
-    ("grammar/refused-missing-operator", "MEAN bmi WHERE age", false),
+    (
+        "grammar/refused-missing-operator",
+        "MEAN bmi WHERE age",
+        false,
+    ),
     ("grammar/refused-sum-without-attribute", "SUM", false),
     ("grammar/refused-trailing-word", "COUNT age", false),
-    ("grammar/refused-unclosed-quote", "COUNT WHERE sex = 'female", false),
-    ("grammar/refused-or", "COUNT WHERE age >= 40 OR age < 20", false),
+    (
+        "grammar/refused-unclosed-quote",
+        "COUNT WHERE sex = 'female",
+        false,
+    ),
+    (
+        "grammar/refused-or",
+        "COUNT WHERE age >= 40 OR age < 20",
+        false,
+    ),
 ];
 
 pub(crate) fn vectors() -> Vec<Vector> {

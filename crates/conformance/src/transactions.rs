@@ -56,7 +56,12 @@ pub(crate) fn record() -> RecordId {
 }
 
 /// A signed transaction of `author` (co-signed by `cosigners`) with `nonce` and `kind`.
-pub(crate) fn signed(author: &str, nonce: u64, kind: TxKind, cosigners: &[&str]) -> SignedTransaction {
+pub(crate) fn signed(
+    author: &str,
+    nonce: u64,
+    kind: TxKind,
+    cosigners: &[&str],
+) -> SignedTransaction {
     let body = TransactionBody {
         chain_id: chain(),
         nonce: Nonce(nonce),
@@ -70,7 +75,12 @@ pub(crate) fn signed(author: &str, nonce: u64, kind: TxKind, cosigners: &[&str])
 }
 
 /// A `transaction` vector: the body's fields, the seeds, and what the product made of them.
-pub(crate) fn tx_vector(name: &str, author: &str, tx: &SignedTransaction, cosigners: &[&str]) -> Vector {
+pub(crate) fn tx_vector(
+    name: &str,
+    author: &str,
+    tx: &SignedTransaction,
+    cosigners: &[&str],
+) -> Vector {
     let wire = tx.to_wire();
     let envelope = wire.encode_to_vec();
     let fields = pb::TransactionBody::decode(tx.body_bytes())
@@ -288,7 +298,6 @@ pub(crate) fn vectors() -> Vec<Vector> {
         TxKind::Governance(Governance::SetParameters(Parameters {
             min_cohort_size: 20,
             break_glass_enabled: true,
-            ..Parameters::default()
         })),
         &["clinic"],
     );
@@ -351,8 +360,18 @@ pub(crate) fn vectors() -> Vec<Vector> {
         )
     };
     let (a, b) = (same("acme"), same("adco"));
-    out.push(tx_vector("tx/same-fields-two-authors-acme", "acme", &a, &[]));
-    out.push(tx_vector("tx/same-fields-two-authors-adco", "adco", &b, &[]));
+    out.push(tx_vector(
+        "tx/same-fields-two-authors-acme",
+        "acme",
+        &a,
+        &[],
+    ));
+    out.push(tx_vector(
+        "tx/same-fields-two-authors-adco",
+        "adco",
+        &b,
+        &[],
+    ));
     out.push(Vector::verdict(
         "tx/same-fields-two-authors",
         "distinct-ids",
@@ -423,7 +442,12 @@ fn negative_envelopes(request: &SignedTransaction) -> Vec<Vector> {
 /// The method the read vectors are signed for.
 const QUERY_METHOD: &str = "/custos.audit.v1.AuditService/QueryAccessLog";
 
-fn read_vector(name: &str, wire: &pb::SignedRead, seed_of: Option<&str>, query: &audit_pb::AccessLogQuery) -> Vector {
+fn read_vector(
+    name: &str,
+    wire: &pb::SignedRead,
+    seed_of: Option<&str>,
+    query: &audit_pb::AccessLogQuery,
+) -> Vector {
     let verdict = SignedRead::from_wire(wire);
     let fields = pb::ReadBody::decode(wire.body.as_slice())
         .map(|b| {

@@ -24,7 +24,9 @@ fn checked_in_vectors_are_what_the_product_produces() {
             .lines()
             .zip(fresh.lines())
             .position(|(a, b)| a != b)
-            .map_or(pinned.lines().count().min(fresh.lines().count()) + 1, |i| i + 1);
+            .map_or(pinned.lines().count().min(fresh.lines().count()) + 1, |i| {
+                i + 1
+            });
         panic!(
             "{} differs from what the product produces now (first difference at line {line}).\n\
              A signed or hashed format changed. If that change is deliberate, regenerate the \
@@ -57,7 +59,10 @@ fn every_vector_has_a_unique_name_and_every_name_is_in_the_specification() {
         );
         // Grammar vectors are named as a family (`grammar/accepted-*`); the others one by one.
         if !name.starts_with("grammar/") && !name.starts_with("tx/same-fields-two-authors-") {
-            assert!(spec.contains(&format!("`{name}`")), "docs/spec never names {name}");
+            assert!(
+                spec.contains(&format!("`{name}`")),
+                "docs/spec never names {name}"
+            );
         }
     }
     assert_eq!(doc["count"].as_u64(), Some(vectors.len() as u64));
@@ -67,6 +72,12 @@ fn every_vector_has_a_unique_name_and_every_name_is_in_the_specification() {
 fn negative_vectors_carry_the_products_reason_and_positive_ones_none() {
     for v in custos_conformance::vectors() {
         assert_eq!(v.valid, v.why.is_none(), "{}", v.name);
-        assert_eq!(v.valid, !v.name.contains("/neg-") && !v.name.starts_with("grammar/refused"), "{}: {:?}", v.name, v.why);
+        assert_eq!(
+            v.valid,
+            !v.name.contains("/neg-") && !v.name.starts_with("grammar/refused"),
+            "{}: {:?}",
+            v.name,
+            v.why
+        );
     }
 }

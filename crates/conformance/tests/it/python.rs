@@ -15,10 +15,9 @@ const PYNACL: &str = "pynacl==1.5.0";
 
 fn run(command: &mut Command) -> Output {
     let shown = format!("{command:?}");
-    let output = command
+    command
         .output()
-        .unwrap_or_else(|e| panic!("could not run {shown}: {e}"));
-    output
+        .unwrap_or_else(|e| panic!("could not run {shown}: {e}"))
 }
 
 fn text(output: &Output) -> String {
@@ -87,19 +86,37 @@ fn python_checker_passes_every_vector_and_fails_a_flipped_bit() {
     let mut flipped = doc.into_bytes();
     let digit = char::from(flipped[at]).to_digit(16).expect("a hex digit") ^ 1;
     flipped[at] = char::from_digit(digit, 16).expect("a hex digit") as u8;
-    let copy = std::env::temp_dir().join(format!("custos-vectors-flipped-{}.json", std::process::id()));
+    let copy = std::env::temp_dir().join(format!(
+        "custos-vectors-flipped-{}.json",
+        std::process::id()
+    ));
     std::fs::write(&copy, &flipped).expect("write the flipped copy");
     let failed = run(Command::new(&python).arg(&checker).arg(&copy));
     let _ = std::fs::remove_file(&copy);
     let out = text(&failed);
-    assert!(!failed.status.success(), "the checker accepted a flipped bit:\n{out}");
-    assert!(out.contains(", 1 failed"), "expected exactly one failure:\n{out}");
+    assert!(
+        !failed.status.success(),
+        "the checker accepted a flipped bit:\n{out}"
+    );
+    assert!(
+        out.contains(", 1 failed"),
+        "expected exactly one failure:\n{out}"
+    );
 
     // Its self-test flips one bit in a copy of every valid vector and expects each copy to fail.
-    let valid = custos_conformance::vectors().iter().filter(|v| v.valid).count();
-    let selftest = run(Command::new(&python).arg(&checker).arg("--self-test").arg(&vectors));
+    let valid = custos_conformance::vectors()
+        .iter()
+        .filter(|v| v.valid)
+        .count();
+    let selftest = run(Command::new(&python)
+        .arg(&checker)
+        .arg("--self-test")
+        .arg(&vectors));
     let out = text(&selftest);
-    assert!(selftest.status.success(), "the checker's self-test failed:\n{out}");
+    assert!(
+        selftest.status.success(),
+        "the checker's self-test failed:\n{out}"
+    );
     assert!(
         out.contains(&format!("{valid} mutants failed as they must, 0 survived")),
         "expected every one of the {valid} valid vectors to fail once mutated:\n{out}"
