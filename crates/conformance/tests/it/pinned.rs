@@ -81,3 +81,30 @@ fn negative_vectors_carry_the_products_reason_and_positive_ones_none() {
         );
     }
 }
+
+#[test]
+fn every_hash_quoted_in_the_specification_is_in_the_vectors() {
+    let vectors = std::fs::read_to_string(workspace_root().join(custos_conformance::VECTORS_PATH))
+        .expect("read the vectors");
+    let mut quoted = 0;
+    for entry in std::fs::read_dir(workspace_root().join("docs/spec")).expect("docs/spec") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_none_or(|x| x != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read a spec page");
+        // Runs of at least 32 hex digits, not all decimal: the worked examples' hashes, keys and
+        // signatures (not the group order's decimal digits).
+        for run in text.split(|c: char| !c.is_ascii_hexdigit()) {
+            if run.len() >= 32 && !run.bytes().all(|b| b.is_ascii_digit()) {
+                quoted += 1;
+                assert!(
+                    vectors.contains(&run.to_ascii_lowercase()),
+                    "{} quotes {run}, which no vector holds: regenerate the worked example",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(quoted >= 10, "only {quoted} hex values quoted in docs/spec");
+}
