@@ -1240,6 +1240,11 @@ def main(argv: list) -> int:
             if why is not None:
                 failed += 1
                 print(f"FAIL {v.get('name')}: {why}")
+        for party in doc.get("parties", []):
+            seed = H(b"custos/conformance/" + party["name"].encode())
+            if seed.hex() != party["seed"] or public_key(seed).hex() != party["public_key"]:
+                failed += 1
+                print(f"FAIL party {party['name']}: seed or public key")
         if doc.get("count") != len(vectors):
             failed += 1
             print(f"FAIL count: the file says {doc.get('count')}, it holds {len(vectors)}")
