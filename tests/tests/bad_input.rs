@@ -443,7 +443,11 @@ async fn a_message_over_the_size_limit_is_refused() {
     let author = new_keys();
     let body = vec![0x2a; 300 * 1024];
     let tx = ledger_pb::SignedTransaction {
-        signature: author.identity.sign_in(TRANSACTION, &body).to_bytes().to_vec(),
+        signature: author
+            .identity
+            .sign_in(TRANSACTION, &body)
+            .to_bytes()
+            .to_vec(),
         author: party(&author).to_vec(),
         body,
         cosignatures: vec![],
@@ -533,9 +537,14 @@ async fn a_second_partner_cannot_take_the_first_partners_request_id() {
     let net = TestNet::start(1).await.unwrap();
     let patient = &net.patients[0];
     let record = net.register_record(patient).await.unwrap();
-    net.grant(patient, &net.insurer, &[Purpose::HPAYMT], &[AccessMode::Raw])
-        .await
-        .unwrap();
+    net.grant(
+        patient,
+        &net.insurer,
+        &[Purpose::HPAYMT],
+        &[AccessMode::Raw],
+    )
+    .await
+    .unwrap();
     let request = custos_types::tx::RequestAccess {
         record_id: record,
         purpose: Purpose::HPAYMT,

@@ -602,12 +602,15 @@ impl SignedTransaction {
             let signer = PartyId::from_field(&co.signer, &format!("{field}.signer"))?;
             let sig = Signature::from_slice(&co.signature)
                 .map_err(|e| FieldError::new(format!("{field}.signature"), e.to_string()))?;
-            signer.0.verify_in(TRANSACTION, &wire.body, &sig).map_err(|_| {
-                FieldError::new(
-                    format!("{field}.signature"),
-                    format!("does not verify over body for signer {}", signer.short()),
-                )
-            })?;
+            signer
+                .0
+                .verify_in(TRANSACTION, &wire.body, &sig)
+                .map_err(|_| {
+                    FieldError::new(
+                        format!("{field}.signature"),
+                        format!("does not verify over body for signer {}", signer.short()),
+                    )
+                })?;
             if !seen.insert(signer) {
                 return Err(FieldError::new(
                     format!("{field}.signer"),

@@ -43,7 +43,11 @@ fn two_authors_of_the_same_fields_at_the_same_nonce_get_different_ids() {
     let a = SignedTransaction::sign(&request_body(5), &acme);
     let b = SignedTransaction::sign(&request_body(5), &adco);
     assert_eq!(a.body(), b.body(), "the same domain body");
-    assert_ne!(a.body_bytes(), b.body_bytes(), "the signed bytes name the author");
+    assert_ne!(
+        a.body_bytes(),
+        b.body_bytes(),
+        "the signed bytes name the author"
+    );
     assert_ne!(a.id(), b.id());
     // The id is the tagged hash of the body bytes, computable from the spec alone.
     let spec = sha256(&[b"custos/tx-id/v2".as_slice(), a.body_bytes()].concat());
@@ -76,12 +80,9 @@ fn a_body_without_the_context_does_not_verify() {
     let tx = SignedTransaction::sign(&request_body(0), &acme);
     // A v1-style signature over the bare body bytes.
     let bare = acme.sign(tx.body_bytes());
-    let error = SignedTransaction::from_wire(envelope(
-        tx.body_bytes().to_vec(),
-        &acme,
-        bare.to_bytes(),
-    ))
-    .expect_err("no context");
+    let error =
+        SignedTransaction::from_wire(envelope(tx.body_bytes().to_vec(), &acme, bare.to_bytes()))
+            .expect_err("no context");
     assert_eq!(error.field, "signature");
 }
 
