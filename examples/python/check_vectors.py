@@ -10,7 +10,7 @@ It recomputes every vector's bytes, hashes and signatures and checks every verdi
     python3 check_vectors.py --self-test docs/spec/vectors.json  # one bit flipped per vector
 
 Exit status 0 only when every vector passes (or, with --self-test, when every mutant fails).
-Requires Python 3.11 and PyNaCl (pip install pynacl==1.5.0).
+Requires Python 3.11 and PyNaCl (pinned in examples/python/requirements.txt).
 """
 
 import copy

@@ -10,8 +10,18 @@ use std::process::{Command, Output};
 
 use crate::pinned::workspace_root;
 
-/// The PyNaCl release the checker is tested with.
-const PYNACL: &str = "pynacl==1.5.0";
+/// The PyNaCl requirement pinned in `examples/python/requirements.txt` (one pin for the example
+/// client and the checker).
+fn pynacl_pin(root: &Path) -> String {
+    let requirements = std::fs::read_to_string(root.join("examples/python/requirements.txt"))
+        .expect("read examples/python/requirements.txt");
+    requirements
+        .lines()
+        .map(str::trim)
+        .find(|l| l.to_ascii_lowercase().starts_with("pynacl=="))
+        .expect("examples/python/requirements.txt pins PyNaCl")
+        .to_string()
+}
 
 fn run(command: &mut Command) -> Output {
     let shown = format!("{command:?}");
@@ -35,7 +45,8 @@ fn venv_python(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"));
     let venv = target.join("conformance-venv");
     let python = venv.join("bin").join("python3");
-    let marker = venv.join(format!(".installed-{PYNACL}"));
+    let pin = pynacl_pin(root);
+    let marker = venv.join(format!(".installed-{pin}"));
     if !marker.exists() {
         let created = run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
         assert!(
@@ -50,15 +61,15 @@ fn venv_python(root: &Path) -> PathBuf {
             "install",
             "--disable-pip-version-check",
             "--quiet",
-            PYNACL,
+            &pin,
         ]));
         assert!(
             installed.status.success(),
-            "pip install {PYNACL} failed; the Python conformance check needs it (is the package \
+            "pip install {pin} failed; the Python conformance check needs it (is the package \
              index reachable?):\n{}",
             text(&installed)
         );
-        std::fs::write(&marker, PYNACL).expect("write the venv marker");
+        std::fs::write(&marker, &pin).expect("write the venv marker");
     }
     python
 }
