@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .server_mod_attribute(".", "#[cfg(feature = \"rpc\")]")
         .client_mod_attribute(".", "#[cfg(feature = \"rpc\")]")
+        // Undecodable requests are INVALID_ARGUMENT, not tonic-prost's INTERNAL.
+        .codec_path("crate::codec::WireCodec")
         .compile_fds(fds)?;
     Ok(())
 }

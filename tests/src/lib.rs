@@ -109,6 +109,8 @@ pub struct NetOptions {
     pub break_glass: bool,
     /// Whether the node serves the compliance dashboard (on a free loopback port).
     pub dashboard: bool,
+    /// The node's admission limits, when not its defaults.
+    pub limits: Option<custos_node::mempool::Limits>,
 }
 
 /// A one-node consortium with four organisations and some patients. See the crate docs.
@@ -200,6 +202,10 @@ impl TestNet {
         config.listen = "127.0.0.1:0".parse()?;
         if options.dashboard {
             config.dashboard_listen = Some("127.0.0.1:0".parse()?);
+        }
+        if let Some(limits) = options.limits {
+            config.max_pending_per_author = limits.per_author;
+            config.max_pending_registrations = limits.registrations;
         }
         let node = bounded("starting the node", custos_node::start(config.clone())).await??;
         let client = Self::connect(&node).await?;

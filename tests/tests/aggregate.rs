@@ -4,6 +4,7 @@
 //! rejects any other.
 
 use custos_client::cohort::{CohortError, verify_cohort_response};
+use custos_client::methods::GET_COHORT;
 use custos_client::verify_cohort;
 use custos_proto::access::v1 as access_pb;
 use custos_tests::{TestNet, bounded, party};
@@ -61,7 +62,7 @@ async fn an_aggregate_decision_fixes_a_cohort_the_node_serves_and_the_client_ver
     let request_id = custos_types::RequestId::from_field(&wire.request_id, "request_id")?;
 
     // The whole cohort, page by page, checked against the proven decision.
-    let (page, ids) = bounded("the cohort", net.client.cohort(request_id)).await??;
+    let (page, ids) = bounded("the cohort", net.client.cohort(&net.insurer, request_id)).await??;
     assert_eq!(ids, expected);
     let verified = verify_cohort_response(&net.genesis, &net.trusted(), &page, ids.clone())?;
     assert_eq!(verified.scope, scope, "the signed request names the scope");
@@ -94,17 +95,13 @@ async fn an_aggregate_decision_fixes_a_cohort_the_node_serves_and_the_client_ver
     // Pages: a limit, the last page, and past the end.
     let get = |offset: u64, limit: u32| {
         let mut access = net.client.access();
-        let request_id = request_id.to_vec();
-        async move {
-            access
-                .get_cohort(access_pb::GetCohortRequest {
-                    request_id,
-                    offset,
-                    limit,
-                })
-                .await
-                .map(|r| r.into_inner())
-        }
+        let query = access_pb::GetCohortRequest {
+            request_id: request_id.to_vec(),
+            offset,
+            limit,
+        };
+        let read = net.client.signed_read(&net.insurer, GET_COHORT, &query);
+        async move { access.get_cohort(read).await.map(|r| r.into_inner()) }
     };
     let first = get(0, 3).await?;
     assert_eq!((first.offset, first.next_offset), (0, 3));
@@ -124,10 +121,14 @@ async fn an_aggregate_decision_fixes_a_cohort_the_node_serves_and_the_client_ver
     let unknown = net
         .client
         .access()
-        .get_cohort(access_pb::GetCohortRequest {
-            request_id: vec![7; 32],
-            ..Default::default()
-        })
+        .get_cohort(net.client.signed_read(
+            &net.insurer,
+            GET_COHORT,
+            &access_pb::GetCohortRequest {
+                request_id: vec![7; 32],
+                ..Default::default()
+            },
+        ))
         .await;
     assert_eq!(
         unknown.map(|_| ()).map_err(|s| s.code()),
@@ -151,10 +152,14 @@ async fn an_aggregate_decision_fixes_a_cohort_the_node_serves_and_the_client_ver
     let not_aggregate = net
         .client
         .access()
-        .get_cohort(access_pb::GetCohortRequest {
-            request_id: raw_id,
-            ..Default::default()
-        })
+        .get_cohort(net.client.signed_read(
+            &net.insurer,
+            GET_COHORT,
+            &access_pb::GetCohortRequest {
+                request_id: raw_id,
+                ..Default::default()
+            },
+        ))
         .await;
     assert_eq!(
         not_aggregate.map(|_| ()).map_err(|s| s.code()),

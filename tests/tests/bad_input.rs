@@ -12,14 +12,16 @@ use custos_proto::ledger::v1::transaction_body::Kind;
 use custos_tests::{SUBMIT_PATH, TestNet, bounded, new_keys, party, random32, raw_unary};
 use custos_types::tx::{RegisterDelegate, RegisterParty};
 use custos_types::{
-    AccessMode, ChainId, Consent, ConsentPeriod, Nonce, Organisation, Purpose, RecordId, Role,
-    Scope, SignedRead, SignedTransaction, Timestamp, TransactionBody, TxKind,
+    AccessMode, ChainId, Consent, ConsentPeriod, Nonce, Organisation, Purpose, ReadNonce, RecordId,
+    Role, Scope, SignedRead, SignedTransaction, Timestamp, TransactionBody, TxKind,
 };
 use prost::Message;
+use rand_core::OsRng;
 use tonic::{Code, Status};
 
 const QUERY_ACCESS_LOG: &str = "/custos.audit.v1.AuditService/QueryAccessLog";
 const LIST_CONSENTS: &str = "/custos.consent.v1.ConsentService/ListConsents";
+const GET_BLOCK: &str = "/custos.ledger.v1.LedgerService/GetBlock";
 
 /// Fails unless `result` is a refusal with `code` whose message contains every one of `names`.
 #[track_caller]
@@ -162,10 +164,15 @@ async fn truncated_protobuf_bytes_are_refused_and_the_node_keeps_working() {
     let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, truncated)
         .await
         .unwrap();
+    // The caller's bytes are wrong, not the node: INVALID_ARGUMENT naming the message type.
     assert_refused(
         answer,
-        Code::Internal,
-        &["failed to decode Protobuf message"],
+        Code::InvalidArgument,
+        &[
+            "message",
+            "SubmitRequest",
+            "failed to decode Protobuf message",
+        ],
     );
     net.assert_unchanged(&before).await.unwrap();
 
@@ -190,14 +197,29 @@ async fn garbage_bytes_are_refused() {
     let before = net.snapshot().await.unwrap();
     // Field 1 with the invalid wire type 7, then noise.
     let garbage = b"\x0fnot a protobuf message \xff\xfe\xfd".to_vec();
-    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, garbage)
+    let answer = raw_unary(&net.endpoint(), SUBMIT_PATH, garbage.clone())
         .await
         .unwrap();
     assert_refused(
         answer,
-        Code::Internal,
-        &["failed to decode Protobuf message"],
+        Code::InvalidArgument,
+        &[
+            "message",
+            "SubmitRequest",
+            "failed to decode Protobuf message",
+        ],
     );
+    // Every service decodes through the same codec: a read, an audit query, a consent query.
+    for path in [
+        GET_BLOCK,
+        QUERY_ACCESS_LOG,
+        "/custos.consent.v1.ConsentService/GetParty",
+    ] {
+        let answer = raw_unary(&net.endpoint(), path, garbage.clone())
+            .await
+            .unwrap();
+        assert_refused(answer, Code::InvalidArgument, &["message", "not a valid"]);
+    }
     net.assert_unchanged(&before).await.unwrap();
     net.stop().await.unwrap();
 }
@@ -496,6 +518,7 @@ async fn a_signed_read_with_a_stale_timestamp_is_refused() {
         net.client.chain_id(),
         QUERY_ACCESS_LOG,
         ten_minutes_ago,
+        ReadNonce::random(&mut OsRng),
         &audit_pb::AccessLogQuery::default(),
         &net.auditor.identity,
     );
@@ -516,6 +539,7 @@ async fn a_signed_read_signed_for_another_method_is_refused() {
         net.client.chain_id(),
         LIST_CONSENTS,
         Timestamp::now(),
+        ReadNonce::random(&mut OsRng),
         &audit_pb::AccessLogQuery::default(),
         &net.auditor.identity,
     );
@@ -620,5 +644,475 @@ async fn a_second_partner_cannot_take_the_first_partners_request_id() {
     let adco_entries = of(&adco_tx.id().to_vec());
     assert_eq!(adco_entries.len(), 1, "{log:?}");
     assert_eq!(adco_entries[0].requester, party(adco).to_vec());
+    net.stop().await.unwrap();
+}
+
+/// Who asks in a read-policy scenario: nobody (an unsigned read) or a party's keys.
+fn signed_as<Q: Message>(
+    net: &TestNet,
+    who: Option<&PartyKeys>,
+    method: &str,
+    query: &Q,
+) -> ledger_pb::SignedRead {
+    who.map_or_else(ledger_pb::SignedRead::default, |keys| {
+        net.client.signed_read(keys, method, query)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_protected_read_refuses_strangers_and_serves_the_parties_it_concerns() {
+    use custos_client::methods::{
+        GET_COHORT, GET_CONSENT, GET_DECISION, GET_ENTRY, GET_RECORD, STREAM_BLOCKS,
+    };
+    let net = TestNet::start(2).await.unwrap();
+    let [alice, bob] = [&net.patients[0], &net.patients[1]];
+    let (insurer, advertiser) = (&net.insurer, &net.advertiser);
+    let record = net.register_record(alice).await.unwrap();
+    let consent = net
+        .grant(alice, insurer, &[Purpose::HPAYMT], &[AccessMode::Raw])
+        .await
+        .unwrap();
+    let decided = bounded(
+        "the insurer's request",
+        net.client.request_access(
+            insurer,
+            custos_tests::story::raw_request(record, Purpose::HPAYMT),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let request = decided.decision.as_ref().unwrap().request_id.clone();
+    let proven = decided.proven.as_ref().unwrap();
+    let (index, height) = (proven.index, {
+        let entry = custos_types::LedgerEntry::from_bytes(&proven.entry).unwrap();
+        entry.height.0
+    });
+    let before = net.snapshot().await.unwrap();
+
+    // Each protected read: (what, method, query bytes of each call, the field a refusal names).
+    let decision_q = access_pb::GetDecisionRequest {
+        request_id: request.clone(),
+    };
+    let entry_q = ledger_pb::GetEntryRequest { index };
+    let record_q = consent_pb::GetRecordRequest {
+        record_id: record.to_vec(),
+        request_id: vec![],
+    };
+    let consent_q = consent_pb::GetConsentRequest {
+        consent_id: consent.to_vec(),
+    };
+    let cohort_q = access_pb::GetCohortRequest {
+        request_id: request.clone(),
+        ..Default::default()
+    };
+    let call = |what: &'static str, who: Option<&PartyKeys>| {
+        let (mut ledger, mut access, mut consents) = (
+            net.client.ledger(),
+            net.client.access(),
+            net.client.consent(),
+        );
+        let read = match what {
+            "GetDecision" => signed_as(&net, who, GET_DECISION, &decision_q),
+            "GetEntry" => signed_as(&net, who, GET_ENTRY, &entry_q),
+            "GetRecord" => signed_as(&net, who, GET_RECORD, &record_q),
+            "GetConsent" => signed_as(&net, who, GET_CONSENT, &consent_q),
+            _ => signed_as(&net, who, GET_COHORT, &cohort_q),
+        };
+        async move {
+            match what {
+                "GetDecision" => access.get_decision(read).await.map(|_| ()),
+                "GetEntry" => ledger.get_entry(read).await.map(|_| ()),
+                "GetRecord" => consents.get_record(read).await.map(|_| ()),
+                "GetConsent" => consents.get_consent(read).await.map(|_| ()),
+                _ => access.get_cohort(read).await.map(|_| ()),
+            }
+        }
+    };
+    let rpcs = [
+        (
+            "GetDecision",
+            "request_id",
+            vec![alice, insurer, &net.hospital, &net.auditor],
+        ),
+        (
+            "GetEntry",
+            "index",
+            vec![alice, insurer, &net.hospital, &net.auditor],
+        ),
+        (
+            "GetRecord",
+            "record_id",
+            vec![alice, &net.hospital, &net.auditor],
+        ),
+        (
+            "GetConsent",
+            "consent_id",
+            vec![alice, insurer, &net.auditor],
+        ),
+    ];
+    for (what, field, rightful) in &rpcs {
+        assert_refused(
+            call(what, None).await,
+            Code::Unauthenticated,
+            &["read", what],
+        );
+        for stranger in [bob, advertiser] {
+            assert_refused(
+                call(what, Some(stranger)).await,
+                Code::PermissionDenied,
+                &[field, "does not concern", &party(stranger).short()],
+            );
+        }
+        for keys in rightful {
+            call(what, Some(keys))
+                .await
+                .unwrap_or_else(|s| panic!("{what} refused its party {}: {s:?}", party(keys)));
+        }
+    }
+    // A cohort is the decision's: strangers are refused before anything else is looked at,
+    // the requester gets past the policy (and learns the request is not aggregate).
+    assert_refused(
+        call("GetCohort", None).await,
+        Code::Unauthenticated,
+        &["read"],
+    );
+    assert_refused(
+        call("GetCohort", Some(advertiser)).await,
+        Code::PermissionDenied,
+        &["request_id"],
+    );
+    assert_refused(
+        call("GetCohort", Some(insurer)).await,
+        Code::FailedPrecondition,
+        &["not an aggregate request"],
+    );
+
+    // A requester reads the record through its own granted request, and only through that.
+    let via = |keys: &PartyKeys| {
+        let query = consent_pb::GetRecordRequest {
+            record_id: record.to_vec(),
+            request_id: request.clone(),
+        };
+        let read = net.client.signed_read(keys, GET_RECORD, &query);
+        let mut consents = net.client.consent();
+        async move { consents.get_record(read).await.map(|r| r.into_inner()) }
+    };
+    let served = via(insurer).await.unwrap();
+    assert_eq!(served.owner, party(alice).to_vec());
+    assert_refused(
+        via(advertiser).await,
+        Code::PermissionDenied,
+        &["request_id", "does not concern"],
+    );
+
+    // Blocks: anyone registered reads the header and certificate; entries that are not theirs
+    // are withheld, and said to be.
+    let block_as = |keys: Option<&PartyKeys>| {
+        let read = signed_as(
+            &net,
+            keys,
+            GET_BLOCK,
+            &ledger_pb::GetBlockRequest { height },
+        );
+        let mut ledger = net.client.ledger();
+        async move { ledger.get_block(read).await.map(|r| r.into_inner()) }
+    };
+    assert_refused(
+        block_as(None).await,
+        Code::Unauthenticated,
+        &["read", GET_BLOCK],
+    );
+    let full = block_as(Some(&net.auditor)).await.unwrap();
+    let offset = (index - full.first_entry_index) as usize;
+    assert!(full.withheld.is_empty());
+    assert_eq!(full.entries[offset], proven.entry);
+    for keys in [alice, insurer, &net.hospital] {
+        let block = block_as(Some(keys)).await.unwrap();
+        assert_eq!(block.entries[offset], proven.entry, "{}", party(keys));
+        assert_eq!(block.signed_header, full.signed_header);
+    }
+    for keys in [bob, advertiser] {
+        let block = block_as(Some(keys)).await.unwrap();
+        assert!(block.entries[offset].is_empty(), "{}", party(keys));
+        assert!(block.withheld.contains(&(offset as u32)));
+        assert_eq!(
+            block.signed_header, full.signed_header,
+            "headers are public"
+        );
+        assert_eq!(block.entries.len(), full.entries.len());
+    }
+
+    // The stream applies the same policy from the block it starts at.
+    let stream_as = |keys: Option<&PartyKeys>| {
+        let read = signed_as(
+            &net,
+            keys,
+            STREAM_BLOCKS,
+            &ledger_pb::StreamBlocksRequest {
+                from_height: height,
+            },
+        );
+        let mut ledger = net.client.ledger();
+        async move { ledger.stream_blocks(read).await.map(|r| r.into_inner()) }
+    };
+    assert_refused(
+        stream_as(None).await.map(|_| ()),
+        Code::Unauthenticated,
+        &["read", STREAM_BLOCKS],
+    );
+    let first = |keys: &'static str, stream: tonic::Streaming<ledger_pb::Block>| async move {
+        let mut stream = stream;
+        bounded(keys, stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    };
+    let theirs = first("bob's stream", stream_as(Some(bob)).await.unwrap()).await;
+    assert!(theirs.entries[offset].is_empty());
+    assert!(theirs.withheld.contains(&(offset as u32)));
+    let own = first(
+        "the insurer's stream",
+        stream_as(Some(insurer)).await.unwrap(),
+    )
+    .await;
+    assert_eq!(own.entries[offset], proven.entry);
+
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_read_or_one_signed_for_another_purpose_is_refused() {
+    let net = TestNet::start(0).await.unwrap();
+    let before = net.snapshot().await.unwrap();
+    let query = audit_pb::AccessLogQuery::default();
+    let read = net
+        .client
+        .signed_read(&net.auditor, QUERY_ACCESS_LOG, &query);
+    query_log(&net, read.clone()).await.unwrap();
+    assert_refused(
+        query_log(&net, read.clone()).await,
+        Code::Unauthenticated,
+        &["body.nonce", "already used"],
+    );
+    // The same body signed without the signed-read context, or as a transaction.
+    let identity = &net.auditor.identity;
+    for signature in [
+        identity.sign(&read.body),
+        identity.sign_in(custos_crypto::context::TRANSACTION, &read.body),
+    ] {
+        let forged = ledger_pb::SignedRead {
+            signature: signature.to_bytes().to_vec(),
+            ..read.clone()
+        };
+        assert_refused(
+            query_log(&net, forged).await,
+            Code::Unauthenticated,
+            &["signature", "custos/signed-read/v2"],
+        );
+    }
+    // A transaction's signature presented as a read: its body is no read body either.
+    let tx = registration(&net, &new_keys(), 0).to_wire();
+    let as_read = ledger_pb::SignedRead {
+        body: tx.body,
+        author: tx.author,
+        signature: tx.signature,
+    };
+    assert_refused(
+        query_log(&net, as_read).await,
+        Code::Unauthenticated,
+        &["signature"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_chain_verifies_each_header_once_however_often_it_is_called() {
+    use custos_client::methods::VERIFY_CHAIN;
+    let net = TestNet::start(1).await.unwrap();
+    let patient = &net.patients[0];
+    let verify = |keys: &PartyKeys| {
+        let read = net
+            .client
+            .signed_read(keys, VERIFY_CHAIN, &audit_pb::BundleQuery::default());
+        let mut audit = net.client.audit();
+        async move { audit.verify_chain(read).await.map(|r| r.into_inner()) }
+    };
+    // The first call verifies the whole chain so far; every header counted once.
+    let first = bounded("verify", verify(patient)).await.unwrap().unwrap();
+    assert!(first.chain_height >= 1);
+    assert_eq!(first.verified_height, first.chain_height);
+    assert_eq!(first.headers_verified, first.verified_height);
+    // Sixteen concurrent calls by a self-registered patient: together they verify only the
+    // headers finalized since, once each.
+    let calls: Vec<_> = (0..16).map(|_| tokio::spawn(verify(patient))).collect();
+    let mut total = 0;
+    let mut highest = first.verified_height;
+    for call in calls {
+        let answer = bounded("a concurrent call", call)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(answer.verified_height <= answer.chain_height);
+        total += answer.headers_verified;
+        highest = highest.max(answer.verified_height);
+    }
+    assert_eq!(
+        total,
+        highest - first.verified_height,
+        "each header verified once"
+    );
+    net.stop().await.unwrap();
+}
+
+/// Counts the refusal lines (`custos::rejected`) the process writes.
+struct RefusalLines(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RefusalLines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "custos::rejected" {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_bad_signatures_writes_a_bounded_number_of_log_lines() {
+    use custos_client::refusals::{LINES_PER_WINDOW, REFUSALS, WINDOW};
+    use std::sync::atomic::Ordering;
+    use tracing_subscriber::layer::SubscriberExt;
+    let lines = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counting = tracing_subscriber::registry().with(RefusalLines(lines.clone()));
+    tracing::subscriber::set_global_default(counting).expect("the only subscriber");
+    let net = TestNet::start(0).await.unwrap();
+    let before = net.snapshot().await.unwrap();
+    const FLOOD: u64 = 600;
+    let started = std::time::Instant::now();
+    for _ in 0..FLOOD {
+        let mut wire = registration(&net, &new_keys(), 0).to_wire();
+        wire.signature[0] ^= 1;
+        let answer = net
+            .client
+            .ledger()
+            .submit(ledger_pb::SubmitRequest {
+                transaction: Some(wire),
+                wait: false,
+            })
+            .await;
+        assert_eq!(
+            answer.map(|_| ()).map_err(|s| s.code()),
+            Err(Code::Unauthenticated)
+        );
+    }
+    REFUSALS.flush();
+    let windows = started.elapsed().as_secs() / WINDOW.as_secs() + 1;
+    let written = lines.load(Ordering::SeqCst);
+    // Per window at most the limit and one summary of what was dropped.
+    let bound = windows * (u64::from(LINES_PER_WINDOW) + 1);
+    assert!(
+        written <= bound,
+        "{written} lines for {FLOOD} refusals in {windows} window(s)"
+    );
+    assert!(
+        written < FLOOD,
+        "{written} lines: the flood was not limited"
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_from_one_author_or_of_new_patients_is_refused_past_the_limits_and_others_pass() {
+    use custos_node::mempool::Limits;
+    let options = custos_tests::NetOptions {
+        limits: Some(Limits {
+            per_author: 1,
+            registrations: 1,
+        }),
+        ..Default::default()
+    };
+    let net = TestNet::start_with(1, options).await.unwrap();
+    let submit = |tx: SignedTransaction| {
+        let mut ledger = net.client.ledger();
+        async move {
+            ledger
+                .submit(ledger_pb::SubmitRequest {
+                    transaction: Some(tx.to_wire()),
+                    wait: false,
+                })
+                .await
+        }
+    };
+    // One patient sends consents back to back, without waiting: with one pending at a time
+    // allowed, the node refuses those that find one pending, naming the limit.
+    let flooder = &net.patients[0];
+    let mut nonce = net
+        .client
+        .ledger()
+        .get_nonce(ledger_pb::GetNonceRequest {
+            author: party(flooder).to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .next_nonce;
+    let mut refused = 0;
+    for _ in 0..40 {
+        let body = TransactionBody {
+            chain_id: net.client.chain_id().clone(),
+            nonce: Nonce(nonce),
+            kind: TxKind::GrantConsent(Consent {
+                patient: party(flooder),
+                grantee: party(&net.insurer),
+                scope: Scope::AllRecords,
+                purposes: [Purpose::TREAT].into_iter().collect(),
+                modes: [AccessMode::Raw].into_iter().collect(),
+                period: ConsentPeriod::default(),
+            }),
+        };
+        match submit(SignedTransaction::sign(&body, &flooder.identity)).await {
+            Ok(_) => nonce += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    status.message().contains("max_pending_per_author"),
+                    "{status:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "forty back-to-back transactions never found one pending"
+    );
+    // A crowd of new keys registering as patients meets the registration limit.
+    let mut crowd_refused = 0;
+    for _ in 0..40 {
+        if let Err(status) = submit(registration(&net, &new_keys(), 0)).await {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert!(
+                status.message().contains("max_pending_registrations"),
+                "{status:?}"
+            );
+            crowd_refused += 1;
+        }
+    }
+    assert!(
+        crowd_refused > 0,
+        "forty registrations never found one pending"
+    );
+    // Another author is unaffected: the hospital's record goes through.
+    bounded(
+        "another author's transaction",
+        net.register_record(&net.patients[0]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     net.stop().await.unwrap();
 }

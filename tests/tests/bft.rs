@@ -93,12 +93,14 @@ async fn four_validators_finalize_and_every_node_has_identical_headers_at_every_
     // Every node serves each transaction at the same place, and the same proven decision,
     // which the light client verifies trusting only the genesis.
     let trusted = net.trusted()?;
-    let request_id = decision
-        .decision
-        .as_ref()
-        .ok_or_else(|| anyhow!("no decision"))?
-        .request_id
-        .clone();
+    let request = custos_types::RequestId::from_field(
+        &decision
+            .decision
+            .as_ref()
+            .ok_or_else(|| anyhow!("no decision"))?
+            .request_id,
+        "request_id",
+    )?;
     for i in all {
         let client = net.client(i)?;
         for tx in &finalized {
@@ -119,13 +121,7 @@ async fn four_validators_finalize_and_every_node_has_identical_headers_at_every_
                 tx.entry_index
             );
         }
-        let served = client
-            .access()
-            .get_decision(access_pb::GetDecisionRequest {
-                request_id: request_id.clone(),
-            })
-            .await?
-            .into_inner();
+        let served = client.decision(&net.auditor, request).await?;
         ensure!(served.decision == decision.decision, "validator {i}");
         let proven = served
             .proven

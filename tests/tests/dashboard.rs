@@ -107,6 +107,7 @@ async fn the_dashboard_verifies_the_chain_itself_and_shows_the_same_counts_as_th
     let options = NetOptions {
         break_glass: true,
         dashboard: true,
+        ..NetOptions::default()
     };
     let net = TestNet::start_with(2, options).await.unwrap();
     audit_story(&net).await.unwrap();

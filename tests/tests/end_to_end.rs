@@ -289,17 +289,13 @@ async fn a_restarted_node_keeps_its_height_roots_and_decisions_and_goes_on_decid
     };
     assert_eq!(logged(&log_after), logged(&log_before));
     verify_log(&net, &log_after);
-    let request = consent_pb::GetConsentRequest {
-        consent_id: s.consent.to_vec(),
-    };
     let consent = bounded(
         "reading the consent",
-        net.client.consent().get_consent(request),
+        net.client.consent_state(&net.patients[0], s.consent),
     )
     .await
     .unwrap()
-    .unwrap()
-    .into_inner();
+    .unwrap();
     assert!(consent.revoked, "{consent:?}");
 
     // The restarted node keeps deciding from the same state: the consent is still revoked.

@@ -10,6 +10,7 @@
 pub mod bundle;
 pub mod cohort;
 pub mod monitor;
+pub mod refusals;
 pub mod report;
 pub mod verify;
 
@@ -23,7 +24,8 @@ use custos_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use custos_types::{
-    ChainId, Nonce, PartyId, SignedRead, SignedTransaction, Timestamp, TransactionBody, TxKind,
+    ChainId, Nonce, PartyId, ReadNonce, RecordId, RequestId, SignedRead, SignedTransaction,
+    Timestamp, TransactionBody, TxKind,
 };
 use tonic::transport::Channel;
 
@@ -72,6 +74,22 @@ pub mod methods {
     pub const VERIFY_CHAIN: &str = "/custos.audit.v1.AuditService/VerifyChain";
     /// `ExportFhirConsents`.
     pub const EXPORT_FHIR_CONSENTS: &str = "/custos.consent.v1.ConsentService/ExportFhirConsents";
+    /// `ListConsents`.
+    pub const LIST_CONSENTS: &str = "/custos.consent.v1.ConsentService/ListConsents";
+    /// `GetRecord`.
+    pub const GET_RECORD: &str = "/custos.consent.v1.ConsentService/GetRecord";
+    /// `GetConsent`.
+    pub const GET_CONSENT: &str = "/custos.consent.v1.ConsentService/GetConsent";
+    /// `GetBlock`.
+    pub const GET_BLOCK: &str = "/custos.ledger.v1.LedgerService/GetBlock";
+    /// `GetEntry`.
+    pub const GET_ENTRY: &str = "/custos.ledger.v1.LedgerService/GetEntry";
+    /// `StreamBlocks`.
+    pub const STREAM_BLOCKS: &str = "/custos.ledger.v1.LedgerService/StreamBlocks";
+    /// `GetDecision`.
+    pub const GET_DECISION: &str = "/custos.access.v1.AccessService/GetDecision";
+    /// `GetCohort`.
+    pub const GET_COHORT: &str = "/custos.access.v1.AccessService/GetCohort";
 }
 
 /// A `Result` with [`ClientError`].
@@ -202,21 +220,20 @@ impl Client {
     /// [`cohort::verify_cohort_response`] before relying on them.
     pub async fn cohort(
         &self,
-        request_id: custos_types::RequestId,
-    ) -> Result<(access_pb::CohortResponse, Vec<custos_types::RecordId>)> {
+        keys: &PartyKeys,
+        request_id: RequestId,
+    ) -> Result<(access_pb::CohortResponse, Vec<RecordId>)> {
         let mut first: Option<access_pb::CohortResponse> = None;
         let mut ids = Vec::new();
         let mut offset = 0u64;
         loop {
-            let mut page = self
-                .access()
-                .get_cohort(access_pb::GetCohortRequest {
-                    request_id: request_id.to_vec(),
-                    offset,
-                    limit: 0,
-                })
-                .await?
-                .into_inner();
+            let query = access_pb::GetCohortRequest {
+                request_id: request_id.to_vec(),
+                offset,
+                limit: 0,
+            };
+            let read = self.signed_read(keys, methods::GET_COHORT, &query);
+            let mut page = self.access().get_cohort(read).await?.into_inner();
             let size = page
                 .decision
                 .as_ref()
@@ -254,7 +271,81 @@ impl Client {
         Ok((first, ids))
     }
 
-    /// A signed read of `method` with `query`.
+    /// The block at `height`, with the entries `keys` may not see withheld.
+    pub async fn block(&self, keys: &PartyKeys, height: u64) -> Result<ledger_pb::Block> {
+        let read = self.signed_read(
+            keys,
+            methods::GET_BLOCK,
+            &ledger_pb::GetBlockRequest { height },
+        );
+        Ok(self.ledger().get_block(read).await?.into_inner())
+    }
+
+    /// Finalized blocks from `from_height` on, then each new one, with the entries `keys` may
+    /// not see withheld.
+    pub async fn stream_blocks(
+        &self,
+        keys: &PartyKeys,
+        from_height: u64,
+    ) -> Result<tonic::Streaming<ledger_pb::Block>> {
+        let query = ledger_pb::StreamBlocksRequest { from_height };
+        let read = self.signed_read(keys, methods::STREAM_BLOCKS, &query);
+        Ok(self.ledger().stream_blocks(read).await?.into_inner())
+    }
+
+    /// The log entry at `index`, if it concerns `keys`.
+    pub async fn entry(&self, keys: &PartyKeys, index: u64) -> Result<ledger_pb::Entry> {
+        let read = self.signed_read(
+            keys,
+            methods::GET_ENTRY,
+            &ledger_pb::GetEntryRequest { index },
+        );
+        Ok(self.ledger().get_entry(read).await?.into_inner())
+    }
+
+    /// The finalized decision on `request` with its proof, if it concerns `keys`.
+    pub async fn decision(
+        &self,
+        keys: &PartyKeys,
+        request: RequestId,
+    ) -> Result<access_pb::DecisionResponse> {
+        let query = access_pb::GetDecisionRequest {
+            request_id: request.to_vec(),
+        };
+        let read = self.signed_read(keys, methods::GET_DECISION, &query);
+        Ok(self.access().get_decision(read).await?.into_inner())
+    }
+
+    /// A registered record, if it concerns `keys`; a requester names its granted request
+    /// for the record in `via`.
+    pub async fn record(
+        &self,
+        keys: &PartyKeys,
+        record: RecordId,
+        via: Option<RequestId>,
+    ) -> Result<consent_pb::Record> {
+        let query = consent_pb::GetRecordRequest {
+            record_id: record.to_vec(),
+            request_id: via.map_or(vec![], |r| r.to_vec()),
+        };
+        let read = self.signed_read(keys, methods::GET_RECORD, &query);
+        Ok(self.consent().get_record(read).await?.into_inner())
+    }
+
+    /// A consent with its status, if it concerns `keys`.
+    pub async fn consent_state(
+        &self,
+        keys: &PartyKeys,
+        consent: custos_types::ConsentId,
+    ) -> Result<consent_pb::ConsentState> {
+        let query = consent_pb::GetConsentRequest {
+            consent_id: consent.to_vec(),
+        };
+        let read = self.signed_read(keys, methods::GET_CONSENT, &query);
+        Ok(self.consent().get_consent(read).await?.into_inner())
+    }
+
+    /// A signed read of `method` with `query`, issued now with a fresh nonce.
     pub fn signed_read(
         &self,
         keys: &PartyKeys,
@@ -265,6 +356,7 @@ impl Client {
             &self.chain_id,
             method,
             Timestamp::now(),
+            ReadNonce::random(&mut rand_core::OsRng),
             query,
             &keys.identity,
         )
@@ -281,11 +373,7 @@ impl Client {
             patient: patient.to_vec(),
             include_inactive,
         };
-        let read = self.signed_read(
-            keys,
-            "/custos.consent.v1.ConsentService/ListConsents",
-            &query,
-        );
+        let read = self.signed_read(keys, methods::LIST_CONSENTS, &query);
         Ok(self
             .consent()
             .list_consents(read)
@@ -300,7 +388,7 @@ impl Client {
         keys: &PartyKeys,
         query: &audit_pb::AccessLogQuery,
     ) -> Result<audit_pb::AccessLogPage> {
-        let read = self.signed_read(keys, "/custos.audit.v1.AuditService/QueryAccessLog", query);
+        let read = self.signed_read(keys, methods::QUERY_ACCESS_LOG, query);
         Ok(self.audit().query_access_log(read).await?.into_inner())
     }
 

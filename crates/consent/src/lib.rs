@@ -8,11 +8,13 @@
 
 pub mod aggregate;
 pub mod error;
+pub mod facts;
 pub mod machine;
 pub mod state;
 
 pub use aggregate::cohort_of;
 pub use error::{ErrorClass, TxError};
+pub use facts::StateFacts;
 pub use machine::{BlockContext, StateMachine};
 pub use state::{
     CohortState, ConsentState, PartyState, RecordState, RequestState, StateChange, ValidatorEntry,

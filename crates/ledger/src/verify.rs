@@ -34,43 +34,88 @@ pub fn verify_header_chain(
     genesis: &ValidatorSet,
     headers: &[(BlockHeader, CommitCertificate, ValidatorSet)],
 ) -> Result<(), LedgerError> {
-    let mut expected_set = genesis.hash();
-    let mut prev = Hash::ZERO;
-    let mut prev_log_size = 0u64;
-    for (i, (header, cert, set)) in headers.iter().enumerate() {
-        let expected_height = i as u64 + 1;
+    let mut prefix = VerifiedPrefix::genesis(genesis);
+    for (header, cert, set) in headers {
+        prefix = prefix.extend(chain_id, header, cert, set)?;
+    }
+    Ok(())
+}
+
+/// The end of a header chain verified from the genesis: what the next header must link to.
+/// Verifying a growing chain header by header from here costs each header once.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VerifiedPrefix {
+    /// Height of the last verified header (0: none yet).
+    pub height: u64,
+    /// Its hash (zero before the first header).
+    pub hash: Hash,
+    /// Its log size.
+    pub log_size: u64,
+    /// Its log root (zero before the first header).
+    pub log_root: Hash,
+    /// The validator set it names for the next height.
+    pub next_validators: Hash,
+}
+
+impl VerifiedPrefix {
+    /// The empty prefix: the first header must be signed by `genesis`.
+    pub fn genesis(genesis: &ValidatorSet) -> Self {
+        VerifiedPrefix {
+            height: 0,
+            hash: Hash::ZERO,
+            log_size: 0,
+            log_root: Hash::ZERO,
+            next_validators: genesis.hash(),
+        }
+    }
+
+    /// Checks `header` (signed under `set` with `certificate`) as the next one: its height, its
+    /// link to this prefix, a log that does not shrink, the set this prefix named and the
+    /// certificate. Returns the longer prefix.
+    pub fn extend(
+        &self,
+        chain_id: &str,
+        header: &BlockHeader,
+        certificate: &CommitCertificate,
+        set: &ValidatorSet,
+    ) -> Result<Self, LedgerError> {
+        let expected_height = self.height + 1;
         if header.height != expected_height {
             return Err(LedgerError::Chain(format!(
                 "expected height {expected_height}, found {}",
                 header.height
             )));
         }
-        if header.prev_hash != prev {
+        if header.prev_hash != self.hash {
             return Err(LedgerError::Chain(format!(
                 "header {} does not link to header {}: prev_hash {} != {}",
                 header.height,
-                expected_height - 1,
+                self.height,
                 header.prev_hash.short(),
-                prev.short()
+                self.hash.short()
             )));
         }
-        if header.log_size < prev_log_size {
+        if header.log_size < self.log_size {
             return Err(LedgerError::Chain(format!(
-                "log shrinks at height {}: {} < {prev_log_size}",
-                header.height, header.log_size
+                "log shrinks at height {}: {} < {}",
+                header.height, header.log_size, self.log_size
             )));
         }
-        if set.hash() != expected_set {
+        if set.hash() != self.next_validators {
             return Err(LedgerError::Chain(format!(
                 "header {} comes with a validator set the previous header did not name",
                 header.height
             )));
         }
-        prev = verify_signed_header(chain_id, header, cert, set)?;
-        prev_log_size = header.log_size;
-        expected_set = header.next_validators_hash;
+        let hash = verify_signed_header(chain_id, header, certificate, set)?;
+        Ok(VerifiedPrefix {
+            height: header.height,
+            hash,
+            log_size: header.log_size,
+            log_root: header.log_root,
+            next_validators: header.next_validators_hash,
+        })
     }
-    Ok(())
 }
 
 /// Checks that `entry` (its serialized bytes) is leaf `index` of the log committed in `header`.

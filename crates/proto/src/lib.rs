@@ -10,6 +10,10 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/custos_descriptor.bin"));
 
+/// The gRPC codec of every generated client and server.
+#[cfg(feature = "rpc")]
+pub mod codec;
+
 /// Ledger area: envelopes, transactions, blocks, headers, certificates and proofs.
 pub mod ledger {
     /// Version 1.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod genesis;
 pub mod ids;
 pub mod model;
+pub mod policy;
 pub mod purpose;
 pub mod read;
 pub mod tx;
@@ -25,8 +26,9 @@ pub use ids::{
     Category, ChainId, ConsentId, Height, Nonce, PartyId, RecordId, RequestId, Timestamp, TxId,
 };
 pub use model::{AccessMode, Consent, ConsentPeriod, Organisation, Parameters, Role, Scope};
+pub use policy::Reader;
 pub use purpose::Purpose;
-pub use read::{ReadBody, SignedRead};
+pub use read::{ReadBody, ReadNonce, ReplayGuard, SignedRead};
 pub use tx::{SignedTransaction, TransactionBody, TxKind};
 
 /// Version of every top-level signed or persisted encoding defined here.

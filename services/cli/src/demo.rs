@@ -748,12 +748,8 @@ async fn predicate_episode(
         }
         let answer = client.prove(&cast.insurer, &tx).await?;
         let commitment = insurer_c
-            .consent()
-            .get_record(custos_proto::consent::v1::GetRecordRequest {
-                record_id: id.to_vec(),
-            })
+            .record(&cast.insurer, id, Some(RequestId(tx.id().0)))
             .await?
-            .into_inner()
             .attribute_commitment;
         let verified = verify_answer(
             &answer,

@@ -132,9 +132,8 @@ pub(crate) enum PartnerCommand {
     },
     /// Shows the finalized decision for a request.
     Decision {
-        /// gRPC endpoint of a node.
-        #[arg(long, env = "CUSTOS_NODE", default_value = "http://127.0.0.1:7420")]
-        node: String,
+        #[command(flatten)]
+        conn: Conn,
         /// The request id (hex).
         #[arg(long)]
         request: String,
@@ -501,17 +500,11 @@ pub(crate) async fn run_partner(cmd: PartnerCommand, out: &Output) -> anyhow::Re
                 decision_json(&decision),
             );
         }
-        PartnerCommand::Decision { node, request } => {
-            let client = Client::connect(&node).await?;
+        PartnerCommand::Decision { conn, request } => {
             let id = RequestId(hash_arg(&request, "--request")?);
-            let response = client
-                .access()
-                .get_decision(access_pb::GetDecisionRequest {
-                    request_id: id.to_vec(),
-                })
-                .await
-                .map_err(custos_client::ClientError::from)?
-                .into_inner();
+            let (client, keys) = connect(&conn).await?;
+            // Read as the partner: the node serves a decision only to its parties.
+            let response = client.decision(&keys, id).await?;
             let decision = decode_decision(response.decision)?;
             out.result(|| describe_decision(&decision), decision_json(&decision));
         }

@@ -429,7 +429,7 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             let request = RequestId(hash_arg(&request, "--request")?);
             let (node, vault, keys) = connect(&conn).await?;
             let fetched = vault.fetch(&keys, request, &path, false).await?;
-            check_registered_digest(&node, &fetched).await?;
+            check_registered_digest(&node, &keys, Some(request), &fetched).await?;
             report_fetch(out, &fetched);
         }
         VaultCommand::Prove {
@@ -466,26 +466,22 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
                 bail!("the ledger denied your request ({})", decision.reason);
             }
             let fetched = vault.fetch(&keys, decision.request_id, &path, true).await?;
-            check_registered_digest(&node, &fetched).await?;
+            check_registered_digest(&node, &keys, None, &fetched).await?;
             report_fetch(out, &fetched);
         }
     }
     Ok(())
 }
 
-/// Compares the released ciphertext's digest with the one the ledger registered.
+/// Compares the released ciphertext's digest with the one the ledger registered (read as
+/// `keys`: the owner, or the requester of the granted request `via`).
 async fn check_registered_digest(
     node: &Client,
+    keys: &PartyKeys,
+    via: Option<RequestId>,
     fetched: &custos_vault_service::Fetched,
 ) -> anyhow::Result<()> {
-    let record = node
-        .consent()
-        .get_record(custos_proto::consent::v1::GetRecordRequest {
-            record_id: fetched.header.record_id().to_vec(),
-        })
-        .await
-        .map_err(custos_client::ClientError::from)?
-        .into_inner();
+    let record = node.record(keys, fetched.header.record_id(), via).await?;
     if record.ciphertext_digest != fetched.header.ciphertext_digest.0.to_vec() {
         let _ = std::fs::remove_file(&fetched.path);
         bail!(
@@ -586,13 +582,9 @@ async fn prove(
         );
     }
     let commitment = node
-        .consent()
-        .get_record(custos_proto::consent::v1::GetRecordRequest {
-            record_id: record.to_vec(),
-        })
+        .record(&keys, record, Some(request))
         .await
-        .map_err(|s| anyhow::anyhow!("the ledger: {}", s.message()))?
-        .into_inner()
+        .map_err(|e| anyhow::anyhow!("the ledger: {e}"))?
         .attribute_commitment;
     let (holds, answer) = match vault.prove(&keys, &tx).await {
         Ok(answer) => {

@@ -347,18 +347,17 @@ type BlockLog = Arc<Mutex<Vec<(Instant, u64)>>>;
 
 /// Blocks as node `c` finalizes them: (when it announced them, transactions). Abort the task
 /// before stopping the node: a node does not stop while a block stream is open.
-fn record_blocks(c: Client, from: u64) -> (BlockLog, tokio::task::JoinHandle<()>) {
+fn record_blocks(
+    c: Client,
+    reader: PartyKeys,
+    from: u64,
+) -> (BlockLog, tokio::task::JoinHandle<()>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let out = log.clone();
     let task = tokio::spawn(async move {
-        let Ok(stream) = c
-            .ledger()
-            .stream_blocks(pb::StreamBlocksRequest { from_height: from })
-            .await
-        else {
+        let Ok(mut stream) = c.stream_blocks(&reader, from).await else {
             return;
         };
-        let mut stream = stream.into_inner();
         while let Ok(Some(block)) = stream.message().await {
             let txs = block
                 .signed_header
@@ -374,10 +373,19 @@ fn record_blocks(c: Client, from: u64) -> (BlockLog, tokio::task::JoinHandle<()>
 /// finalized) to its validator, spread over all validators. After a warm-up, transactions are
 /// counted from the blocks node 0 finalizes, over consecutive windows that start and end at a
 /// block.
-async fn saturate(c: &Consortium, txs: Arc<Vec<SignedTransaction>>, load: &Load) -> Throughput {
+async fn saturate(
+    c: &Consortium,
+    reader: &PartyKeys,
+    txs: Arc<Vec<SignedTransaction>>,
+    load: &Load,
+) -> Throughput {
     let clients = c.clients(load.connections_per_node).await;
     let observer = connect(&c.members[0].endpoint).await;
-    let (blocks, recorder) = record_blocks(observer.clone(), height(&observer).await + 1);
+    let (blocks, recorder) = record_blocks(
+        observer.clone(),
+        reader.clone(),
+        height(&observer).await + 1,
+    );
     let next = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -619,7 +627,7 @@ async fn bench_throughput_and_latency(quick: bool, custodian: &PartyKeys) {
 
     let mut solo = Consortium::new(1, 1_000, custodian);
     solo.start_all().await;
-    let one = saturate(&solo, txs.clone(), &load).await;
+    let one = saturate(&solo, custodian, txs.clone(), &load).await;
     solo.stop_all().await;
     print_throughput("baseline one-validator network", &one);
 
@@ -633,7 +641,7 @@ async fn bench_throughput_and_latency(quick: bool, custodian: &PartyKeys) {
         Duration::from_millis(50),
     )
     .await;
-    let bft = saturate(&four, txs.clone(), &load).await;
+    let bft = saturate(&four, custodian, txs.clone(), &load).await;
     print_throughput("4 validators (BFT, loopback)", &bft);
     println!(
         "    4 validators / one validator {:.2}x; / signature-check rate {:.3}x; CPU per tx {:.1}x one validator's; \

@@ -28,6 +28,12 @@ pub struct NodeConfig {
     /// Most pending transactions.
     #[serde(default = "default_mempool")]
     pub mempool_capacity: usize,
+    /// Most pending transactions of one author (see [`crate::mempool::Limits`]).
+    #[serde(default = "default_per_author")]
+    pub max_pending_per_author: usize,
+    /// Most pending self-registrations of patients, all authors together.
+    #[serde(default = "default_registrations")]
+    pub max_pending_registrations: usize,
     /// gRPC endpoints of the other validators; admitted transactions are forwarded to them.
     #[serde(default)]
     pub peers: Vec<String>,
@@ -63,6 +69,12 @@ fn default_max_block_txs() -> usize {
 fn default_mempool() -> usize {
     20_000
 }
+fn default_per_author() -> usize {
+    crate::mempool::Limits::default().per_author
+}
+fn default_registrations() -> usize {
+    crate::mempool::Limits::default().registrations
+}
 
 impl NodeConfig {
     /// Settings with defaults for the given files.
@@ -75,6 +87,8 @@ impl NodeConfig {
             max_message_bytes: default_max_message(),
             max_block_txs: default_max_block_txs(),
             mempool_capacity: default_mempool(),
+            max_pending_per_author: default_per_author(),
+            max_pending_registrations: default_registrations(),
             peers: Vec::new(),
             p2p_listen: None,
             p2p_peers: Vec::new(),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::core::LedgerCore;
 use crate::mempool::Mempool;
@@ -28,7 +28,7 @@ pub fn report_refused(
     refused: Vec<(custos_types::TxId, custos_consent::TxError)>,
 ) {
     for (id, e) in &refused {
-        warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "transaction refused building block {height}");
+        custos_client::refused!(tx = %id.short(), reason = %e, "transaction refused building block {height}");
     }
     mempool.refused(
         refused

@@ -1,9 +1,18 @@
 //! Pending transactions, admitted after their signature and state checks, in arrival order.
+//!
+//! Admission is bounded three ways, so that no author, and no crowd of new keys, can fill the
+//! mempool (and through it the ledger) at everyone else's expense: the mempool's capacity, at
+//! most [`Limits::per_author`] pending transactions of one author, and at most
+//! [`Limits::registrations`] pending self-registrations of patients (anyone may make a key and
+//! register it as a patient, so a flood comes from many authors at once). A block takes what is
+//! pending, so these bound what one author, or the crowd of newcomers, writes per block. They are
+//! each node's own settings (`max_pending_per_author`, `max_pending_registrations` in its TOML
+//! file), not consensus parameters: every node protects its own mempool.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
-use custos_types::{PartyId, SignedTransaction, TxId};
+use custos_types::{PartyId, Role, SignedTransaction, TxId, TxKind};
 use tokio::sync::{Notify, oneshot};
 
 use crate::core::TxOutcome;
@@ -17,6 +26,26 @@ pub enum MempoolError {
     /// The mempool is full.
     #[error("mempool is full ({0} transactions); retry later")]
     Full(usize),
+    /// The author has as many pending transactions as one author may.
+    #[error(
+        "author {author} has {limit} pending transactions, the most one author may \
+         (max_pending_per_author); retry once they are finalized"
+    )]
+    AuthorLimit {
+        /// The author, shortened.
+        author: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// As many patient self-registrations are pending as the node admits.
+    #[error(
+        "{limit} patient registrations are pending, the most this node admits at once \
+         (max_pending_registrations); retry later"
+    )]
+    RegistrationLimit {
+        /// The limit.
+        limit: usize,
+    },
     /// The nonce is not the author's next pending nonce.
     #[error(
         "nonce {got} is not the next nonce {expected} for this author (pending transactions included)"
@@ -29,6 +58,29 @@ pub enum MempoolError {
     },
 }
 
+/// Per-author admission limits (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most pending transactions of one author.
+    pub per_author: usize,
+    /// Most pending self-registrations of patients.
+    pub registrations: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_author: 64,
+            registrations: 256,
+        }
+    }
+}
+
+/// Whether `tx` is a party registering itself as a patient (no co-signature needed).
+fn is_patient_registration(tx: &SignedTransaction) -> bool {
+    matches!(&tx.body().kind, TxKind::RegisterParty(p) if p.role == Role::Patient)
+}
+
 #[derive(Default)]
 struct Inner {
     queue: VecDeque<SignedTransaction>,
@@ -36,21 +88,30 @@ struct Inner {
     // Next nonce of each author counting pending transactions.
     next_nonce: BTreeMap<PartyId, u64>,
     waiters: BTreeMap<TxId, Vec<oneshot::Sender<TxOutcome>>>,
+    // Pending patient self-registrations.
+    registrations: usize,
 }
 
 /// The pending transactions of one node.
 pub struct Mempool {
     inner: Mutex<Inner>,
     capacity: usize,
+    limits: Limits,
     notify: Notify,
 }
 
 impl Mempool {
-    /// An empty mempool holding at most `capacity` transactions.
+    /// An empty mempool holding at most `capacity` transactions, with the default [`Limits`].
     pub fn new(capacity: usize) -> Self {
+        Self::with_limits(capacity, Limits::default())
+    }
+
+    /// An empty mempool holding at most `capacity` transactions, within `limits`.
+    pub fn with_limits(capacity: usize, limits: Limits) -> Self {
         Mempool {
             inner: Mutex::new(Inner::default()),
             capacity,
+            limits,
             notify: Notify::new(),
         }
     }
@@ -105,6 +166,20 @@ impl Mempool {
         if got != expected {
             return Err(MempoolError::Nonce { expected, got });
         }
+        // Nonces are consecutive: the author's pending transactions are those from `committed`.
+        if expected.saturating_sub(committed) >= self.limits.per_author as u64 {
+            return Err(MempoolError::AuthorLimit {
+                author: author.short(),
+                limit: self.limits.per_author,
+            });
+        }
+        let registration = is_patient_registration(&tx);
+        if registration && inner.registrations >= self.limits.registrations {
+            return Err(MempoolError::RegistrationLimit {
+                limit: self.limits.registrations,
+            });
+        }
+        inner.registrations += usize::from(registration);
         inner.next_nonce.insert(author, expected + 1);
         inner.ids.insert(id, ());
         inner.queue.push_back(tx);
@@ -208,6 +283,11 @@ impl Mempool {
             next.insert(t.author(), t.body().nonce.0 + 1);
         }
         inner.next_nonce = next;
+        inner.registrations = inner
+            .queue
+            .iter()
+            .filter(|t| is_patient_registration(t))
+            .count();
     }
 
     /// Number of pending transactions.
@@ -236,18 +316,74 @@ mod tests {
     use super::*;
 
     fn tx(seed: u8, nonce: u64) -> SignedTransaction {
+        tx_as(seed, nonce, Role::Patient)
+    }
+
+    fn tx_as(seed: u8, nonce: u64, role: Role) -> SignedTransaction {
         let key = SigningKeyPair::from_secret(&SecretKey::from_slice(&[seed; 32]).expect("seed"));
         let body = TransactionBody {
             chain_id: ChainId::parse("custos-test").expect("chain"),
             nonce: Nonce(nonce),
             kind: TxKind::RegisterParty(RegisterParty {
                 party: PartyId(key.public()),
-                role: Role::Patient,
+                role,
                 encryption_key: [0; 32],
                 organisation: Organisation::default(),
             }),
         };
         SignedTransaction::sign(&body, &key)
+    }
+
+    #[test]
+    fn one_author_is_refused_past_its_pending_limit_and_others_are_not() {
+        let pool = Mempool::with_limits(
+            100,
+            Limits {
+                per_author: 3,
+                registrations: 100,
+            },
+        );
+        // Author 1 has committed nonces up to 5; three pending after that are its limit.
+        for nonce in 5..8 {
+            pool.insert(tx_as(1, nonce, Role::Partner), 5)
+                .expect("within the limit");
+        }
+        let e = pool
+            .insert(tx_as(1, 8, Role::Partner), 5)
+            .expect_err("past the limit");
+        assert!(
+            matches!(e, MempoolError::AuthorLimit { limit: 3, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("max_pending_per_author"));
+        pool.insert(tx_as(2, 0, Role::Partner), 0)
+            .expect("another author is unaffected");
+        // Once the block takes them, the author may go on.
+        let first: Vec<(TxId, u64)> = pool.peek(3).iter().map(|t| (t.id(), 0)).collect();
+        pool.committed(1, &first, |_| 8);
+        pool.insert(tx_as(1, 8, Role::Partner), 8)
+            .expect("room again");
+    }
+
+    #[test]
+    fn a_crowd_of_new_patients_is_refused_past_the_registration_limit() {
+        let pool = Mempool::with_limits(
+            100,
+            Limits {
+                per_author: 10,
+                registrations: 2,
+            },
+        );
+        pool.insert(tx(1, 0), 0).expect("first");
+        pool.insert(tx(2, 0), 0).expect("second");
+        let e = pool.insert(tx(3, 0), 0).expect_err("a third newcomer");
+        assert_eq!(e, MempoolError::RegistrationLimit { limit: 2 });
+        assert!(e.to_string().contains("max_pending_registrations"));
+        // Other kinds of transaction are not registrations.
+        pool.insert(tx_as(4, 0, Role::Custodian), 0)
+            .expect("not a patient registration");
+        pool.refused(vec![(tx(1, 0).id(), "refused".into())]);
+        pool.insert(tx(3, 0), 0).expect("room again");
     }
 
     #[test]

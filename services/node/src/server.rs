@@ -113,7 +113,13 @@ pub async fn start_wrapped(
     let store = KvLedgerStore::open_sled(&config.data_dir.join("ledger"))
         .with_context(|| format!("cannot open store in {}", config.data_dir.display()))?;
     let core = Arc::new(LedgerCore::open(genesis, Arc::new(store))?);
-    let mempool = Arc::new(Mempool::new(config.mempool_capacity));
+    let mempool = Arc::new(Mempool::with_limits(
+        config.mempool_capacity,
+        crate::mempool::Limits {
+            per_author: config.max_pending_per_author,
+            registrations: config.max_pending_registrations,
+        },
+    ));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     // One code path: a lone validator is a one-validator Malachite network.
@@ -141,7 +147,21 @@ pub async fn start_wrapped(
         mempool,
         forwarder: crate::forward::Forwarder::new(&config.peers)?,
         shutdown: shutdown_rx.clone(),
+        reads: Default::default(),
+        verified: Default::default(),
     };
+    // Summarizes the refusal lines the limit dropped, once per window, even when no further
+    // refusal comes to close it.
+    let mut summaries_stop = shutdown_rx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(custos_client::refusals::WINDOW);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => custos_client::refusals::REFUSALS.flush(),
+                _ = summaries_stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    });
     let limit = config.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServiceServer<LedgerRpc>>().await;

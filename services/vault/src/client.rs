@@ -9,7 +9,9 @@ use custos_crypto::PartyKeys;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_proto::vault::v1 as pb;
 use custos_proto::vault::v1::vault_service_client::VaultServiceClient;
-use custos_types::{ChainId, PartyId, RequestId, SignedRead, SignedTransaction, Timestamp};
+use custos_types::{
+    ChainId, PartyId, ReadNonce, RequestId, SignedRead, SignedTransaction, Timestamp,
+};
 use custos_vault::{EncryptionSecret, PlaintextFile, ReleaseHeader, VaultError};
 use tonic::transport::Channel;
 
@@ -116,6 +118,7 @@ impl VaultClient {
             &self.chain_id,
             method,
             Timestamp::now(),
+            ReadNonce::random(&mut rand_core::OsRng),
             query,
             &keys.identity,
         )

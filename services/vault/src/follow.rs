@@ -3,7 +3,8 @@
 //! here too. The vault follows the chain's blocks and, for each `EraseRecord` of a record it
 //! holds, checks the transaction's inclusion under a certified header itself (the node's stream
 //! is only a hint: a node cannot make the vault erase what the ledger did not erase) and then
-//! crypto-shreds the record.
+//! crypto-shreds the record. It reads the blocks as the custodian (a signed read): the node serves
+//! it the entries that concern the records it holds, erasures among them.
 
 use crate::aggregate::Aggregates;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use custos_client::Client;
 use custos_client::verify::verify_proven_entry;
+use custos_crypto::PartyKeys;
 use custos_ledger::ValidatorSet;
 use custos_proto::access::v1 as access_pb;
 use custos_proto::ledger::v1 as ledger_pb;
@@ -30,6 +32,7 @@ const RETRY: Duration = Duration::from_millis(500);
 /// Follows the chain from the stored cursor until `stop` turns true.
 pub async fn follow_erasures<S: VaultStore>(
     node: String,
+    keys: PartyKeys,
     vault: Arc<Vault<S>>,
     aggregates: Option<Arc<Aggregates>>,
     genesis: Genesis,
@@ -44,6 +47,7 @@ pub async fn follow_erasures<S: VaultStore>(
         }
         let run = follow_once(
             &node,
+            &keys,
             &vault,
             aggregates.as_deref(),
             &genesis,
@@ -80,6 +84,7 @@ fn write_cursor(path: &Path, height: u64) -> std::io::Result<()> {
 
 async fn follow_once<S: VaultStore>(
     node: &str,
+    keys: &PartyKeys,
     vault: &Vault<S>,
     aggregates: Option<&Aggregates>,
     genesis: &Genesis,
@@ -89,11 +94,9 @@ async fn follow_once<S: VaultStore>(
     let client = Client::connect(node).await.map_err(|e| e.to_string())?;
     let from = read_cursor(cursor);
     let mut blocks = client
-        .ledger()
-        .stream_blocks(ledger_pb::StreamBlocksRequest { from_height: from })
+        .stream_blocks(keys, from)
         .await
-        .map_err(|e| e.to_string())?
-        .into_inner();
+        .map_err(|e| e.to_string())?;
     while let Some(block) = blocks.next().await {
         let block = block.map_err(|e| e.to_string())?;
         let Some(signed) = block.signed_header.clone() else {
@@ -102,6 +105,7 @@ async fn follow_once<S: VaultStore>(
         let (header, _) =
             custos_client::verify::parse_signed_header(&signed).map_err(|e| e.to_string())?;
         for (offset, bytes) in block.entries.iter().enumerate() {
+            // Withheld entries (empty) concern other parties; they decode as nothing.
             let Ok(entry) = LedgerEntry::from_bytes(bytes) else {
                 continue;
             };
@@ -133,7 +137,7 @@ async fn follow_once<S: VaultStore>(
                 header: Some(signed.clone()),
             };
             if let Err(e) = verify_proven_entry(genesis, trusted, &proven) {
-                warn!(target: "custos::rejected", record = %erase.record_id.short(), error = %e, "an erasure the node streamed does not verify; ignored");
+                custos_client::refused!(record = %erase.record_id.short(), error = %e, "an erasure the node streamed does not verify; ignored");
                 continue;
             }
             vault.erase(&erase.record_id).map_err(|e| e.to_string())?;

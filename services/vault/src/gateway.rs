@@ -47,16 +47,19 @@ impl From<custos_client::ClientError> for GatewayError {
 
 /// A ledger node as the vault uses it.
 pub trait LedgerGateway: Send + Sync + 'static {
-    /// The finalized decision on `request` with its proof, or `None` if the node has none.
+    /// The finalized decision on `request` with its proof, or `None` if the node has none;
+    /// read with `keys` (the custodian's: a decision on a record it holds concerns it).
     fn decision(
         &self,
+        keys: &PartyKeys,
         request: RequestId,
     ) -> impl Future<Output = Result<Option<access_pb::DecisionResponse>, GatewayError>> + Send;
 
     /// An aggregate request's whole cohort (`GetCohort`, every page): the first page's answer
-    /// and every id, unverified.
+    /// and every id, unverified; read with `keys` (the cohort's custodian's).
     fn cohort(
         &self,
+        keys: &PartyKeys,
         request: RequestId,
     ) -> impl Future<Output = Result<(access_pb::CohortResponse, Vec<RecordId>), GatewayError>> + Send;
 
@@ -128,27 +131,26 @@ fn finalized(
 impl LedgerGateway for NodeGateway {
     async fn decision(
         &self,
+        keys: &PartyKeys,
         request: RequestId,
     ) -> Result<Option<access_pb::DecisionResponse>, GatewayError> {
-        let answer = self
-            .client
-            .access()
-            .get_decision(access_pb::GetDecisionRequest {
-                request_id: request.to_vec(),
-            })
-            .await;
-        match answer {
-            Ok(response) => Ok(Some(response.into_inner())),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(GatewayError::Status(status)),
+        match self.client.decision(keys, request).await {
+            Ok(response) => Ok(Some(response)),
+            Err(custos_client::ClientError::Status(status))
+                if status.code() == tonic::Code::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
     async fn cohort(
         &self,
+        keys: &PartyKeys,
         request: RequestId,
     ) -> Result<(access_pb::CohortResponse, Vec<RecordId>), GatewayError> {
-        Ok(self.client.cohort(request).await?)
+        Ok(self.client.cohort(keys, request).await?)
     }
 
     async fn party(&self, party: PartyId) -> Result<Option<consent_pb::Party>, GatewayError> {

@@ -15,10 +15,11 @@ use custos_proto::access::v1 as access_pb;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_proto::vault::v1 as pb;
 use custos_proto::vault::v1::vault_service_server::VaultService;
+use custos_types::read::ReplayError;
 use custos_types::tx::{ConfirmRelease, RegisterRecord, ReportRefusal};
 use custos_types::{
-    FieldError, Genesis, Height, PartyId, RecordId, RequestId, Role, SignedRead, SignedTransaction,
-    Timestamp, TxId, TxKind,
+    FieldError, Genesis, Height, PartyId, RecordId, ReplayGuard, RequestId, Role, SignedRead,
+    SignedTransaction, Timestamp, TxId, TxKind,
 };
 use custos_vault::{
     EncryptionKey, NewRecord, Registration, ReleaseHeader, Vault, VaultError, VaultStore,
@@ -27,7 +28,7 @@ use prost::Message;
 use rand_core::{OsRng, RngCore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use crate::aggregate::{AggregateError, Aggregates, CohortRows};
 use crate::gateway::{GatewayError, LedgerGateway};
@@ -67,8 +68,6 @@ pub struct Limits {
     pub max_data_message_bytes: usize,
     /// How old (block time) a granted decision may be when its release is asked for.
     pub max_decision_age_ms: i64,
-    /// How far a signed read's time may be from the vault's clock.
-    pub read_freshness_ms: i64,
     /// Chunks buffered ahead of a slow reader.
     pub stream_buffer_chunks: usize,
 }
@@ -79,7 +78,6 @@ impl Default for Limits {
             max_record_bytes: 64 * 1024 * 1024 * 1024,
             max_data_message_bytes: 1024 * 1024,
             max_decision_age_ms: 60 * 60 * 1000,
-            read_freshness_ms: 5 * 60 * 1000,
             stream_buffer_chunks: 8,
         }
     }
@@ -92,6 +90,8 @@ struct Inner<S, G> {
     genesis: Genesis,
     trusted: ValidatorSet,
     limits: Limits,
+    // The signed reads accepted within the freshness window: each is served once.
+    reads: std::sync::Mutex<ReplayGuard>,
     prover: std::sync::OnceLock<Arc<custos_circuits::ProvingKeyArtifact>>,
     aggregates: std::sync::OnceLock<Arc<Aggregates>>,
 }
@@ -112,7 +112,7 @@ impl<S, G> Clone for VaultRpc<S, G> {
 /// A refused wire field: INVALID_ARGUMENT, or UNAUTHENTICATED for a signature, with
 /// `field: reason`; logged as a rejection.
 pub fn field_status(error: FieldError, what: &str) -> Status {
-    warn!(target: "custos::rejected", what, field = %error.field, reason = %error.reason, "vault refused");
+    custos_client::refused!(what, field = %error.field, reason = %error.reason, "vault refused");
     if error.field.starts_with("signature") || error.field.starts_with("author") {
         Status::unauthenticated(error.to_string())
     } else {
@@ -122,7 +122,7 @@ pub fn field_status(error: FieldError, what: &str) -> Status {
 
 /// A refused release: PERMISSION_DENIED whose message starts with the denial's code; logged.
 pub fn deny(denial: Denial) -> Status {
-    warn!(target: "custos::rejected", code = denial.code(), reason = %denial, "vault release refused");
+    custos_client::refused!(code = denial.code(), reason = %denial, "vault release refused");
     Status::permission_denied(denial.to_string())
 }
 
@@ -212,6 +212,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 genesis,
                 trusted,
                 limits,
+                reads: Default::default(),
                 prover: std::sync::OnceLock::new(),
                 aggregates: std::sync::OnceLock::new(),
             }),
@@ -246,52 +247,48 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         &self.inner.vault
     }
 
+    /// The custodian's keys.
+    pub(crate) fn keys(&self) -> &PartyKeys {
+        &self.inner.keys
+    }
+
     fn custodian(&self) -> PartyId {
         PartyId(self.inner.keys.public())
     }
 
-    /// Checks a signed read: signature, chain, method and freshness.
+    /// Checks a signed read: signature, chain, method, freshness and a nonce not seen within
+    /// the freshness window.
     fn authorize(&self, wire: &ledger_pb::SignedRead, method: &str) -> Result<SignedRead, Status> {
-        let read = SignedRead::from_wire(wire).map_err(|e| field_status(e, "signed read"))?;
-        let chain = &self.inner.genesis.chain_id;
-        if &read.body.chain_id != chain {
-            return Err(field_status(
-                FieldError::new(
-                    "body.chain_id",
-                    format!(
-                        "read is for `{}`, this vault serves `{chain}`",
-                        read.body.chain_id
-                    ),
-                ),
-                "signed read",
-            ));
-        }
-        if read.body.method != method {
-            return Err(field_status(
-                FieldError::new(
-                    "body.method",
-                    format!("signed for `{}`, called `{method}`", read.body.method),
-                ),
-                "signed read",
-            ));
-        }
-        let skew = (Timestamp::now().0 - read.body.issued_at.0).abs();
-        let max = self.inner.limits.read_freshness_ms;
-        if skew > max {
-            return Err(field_status(
-                FieldError::new(
-                    "body.issued_at_ms",
-                    format!("signed {skew} ms away from the vault's clock; at most {max} ms"),
-                ),
-                "signed read",
-            ));
-        }
+        let read = SignedRead::from_wire(wire).map_err(|e| {
+            let status = field_status(e.clone(), "signed read");
+            if e.field.ends_with("author") {
+                Status::unauthenticated(e.to_string())
+            } else {
+                status
+            }
+        })?;
+        let now = Timestamp::now();
+        read.check_for(&self.inner.genesis.chain_id, method, now, "vault")
+            .map_err(|e| field_status(e, "signed read"))?;
+        let admitted = match self.inner.reads.lock() {
+            Ok(mut guard) => guard.admit(&read, now),
+            Err(poisoned) => poisoned.into_inner().admit(&read, now),
+        };
+        admitted.map_err(|e| {
+            custos_client::refused!(author = %read.author.short(), reason = %e, "read refused");
+            match e {
+                ReplayError::Replayed { .. } => Status::unauthenticated(e.to_string()),
+                ReplayError::AuthorFull { .. } | ReplayError::Full { .. } => {
+                    Status::resource_exhausted(e.to_string())
+                }
+            }
+        })?;
         Ok(read)
     }
 
     fn require_custodian(&self, read: &SignedRead, what: &str) -> Result<(), Status> {
         if read.author != self.custodian() {
-            warn!(target: "custos::rejected", author = %read.author.short(), what, "not the vault's custodian");
+            custos_client::refused!(author = %read.author.short(), what, "not the vault's custodian");
             return Err(Status::permission_denied(format!(
                 "author: only the vault's custodian {} may {what}; signed by {}",
                 self.custodian().short(),
@@ -348,11 +345,11 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         match inner.gateway.party(requester).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                warn!(target: "custos::rejected", requester = %requester.short(), "refusal not reported: the signer is not a registered party");
+                custos_client::refused!(requester = %requester.short(), "refusal not reported: the signer is not a registered party");
                 return deny(denial);
             }
             Err(e) => {
-                warn!(target: "custos::rejected", error = %e, "refusal not reported: the ledger is unavailable");
+                custos_client::refused!(error = %e, "refusal not reported: the ledger is unavailable");
                 return deny(denial);
             }
         }
@@ -365,7 +362,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         match inner.gateway.submit(&inner.keys, report).await {
             Ok(logged) => {
                 let tx = hex::encode(&logged.tx_id);
-                warn!(target: "custos::rejected", code = denial.code(), reason = %denial, report = %tx, height = logged.height, "vault release refused and reported on the ledger");
+                custos_client::refused!(code = denial.code(), reason = %denial, report = %tx, height = logged.height, "vault release refused and reported on the ledger");
                 Status::permission_denied(format!(
                     "{denial} (refusal logged on the ledger: tx {tx} at height {})",
                     logged.height
@@ -374,7 +371,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             Err(e) => {
                 // The request is unknown to the ledger (nothing to attach the denial to) or the
                 // node failed: the refusal stands, logged here only.
-                warn!(target: "custos::rejected", error = %e, "refusal not reported");
+                custos_client::refused!(error = %e, "refusal not reported");
                 deny(denial)
             }
         }
@@ -432,7 +429,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         let inner = &self.inner;
         let answer = inner
             .gateway
-            .decision(request)
+            .decision(&inner.keys, request)
             .await
             .map_err(|e| e.to_status())?;
         let check = GrantCheck {
@@ -476,7 +473,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         };
         let answer = inner
             .gateway
-            .decision(request)
+            .decision(&inner.keys, request)
             .await
             .map_err(|e| e.to_status())?;
         let check = GrantCheck {
@@ -503,7 +500,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         };
         // Every page, collected and bounded by the client; a malformed answer is the node's
         // failure to prove the cohort, reported like a failed verification.
-        let (first, ids) = match inner.gateway.cohort(request).await {
+        let (first, ids) = match inner.gateway.cohort(&inner.keys, request).await {
             Ok(answer) => answer,
             Err(GatewayError::Status(s)) => return Err(s),
             Err(e) => {
@@ -1105,7 +1102,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
             )
             .await
             .map_err(|e| {
-                warn!(target: "custos::rejected", record = %id.short(), error = %e, "the ledger refused the registration");
+                custos_client::refused!(record = %id.short(), error = %e, "the ledger refused the registration");
                 e.to_status()
             })?;
         let registration = Registration {
@@ -1219,7 +1216,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
             other => internal(other),
         })?;
         let finalized = inner.gateway.submit_signed(&tx).await.map_err(|e| {
-            warn!(target: "custos::rejected", record = %record.short(), error = %e, "the ledger refused the erasure");
+            custos_client::refused!(record = %record.short(), error = %e, "the ledger refused the erasure");
             e.to_status()
         })?;
         inner.vault.erase(&record).map_err(vault_status)?;

@@ -138,6 +138,7 @@ impl<S: VaultStore, G: LedgerGateway> RunningVault<S, G> {
             .map_err(|e| ServiceError::Config(format!("genesis: {e}")))?;
         self.follower = Some(tokio::spawn(crate::follow::follow_erasures(
             config.node.clone(),
+            self.rpc.keys().clone(),
             self.vault().clone(),
             self.rpc.aggregates().cloned(),
             genesis,

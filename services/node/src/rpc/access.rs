@@ -1,16 +1,18 @@
 //! `custos.access.v1.AccessService`: requests and their finalized decisions.
 
+use custos_client::methods::{GET_COHORT, GET_DECISION};
 use custos_proto::access::v1 as pb;
 use custos_proto::access::v1::access_service_server::AccessService;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_types::{
-    AccessMode, EntryKind, FieldError, LedgerEntry, RequestId, SignedTransaction, TxKind,
+    AccessMode, EntryKind, FieldError, LedgerEntry, Reader, RequestId, SignedTransaction, TxKind,
+    policy,
 };
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::ledger::submit_transaction;
-use super::{NodeContext, field_status, internal, prove_entry};
+use super::{NodeContext, authorize_reader, field_status, internal, permit, prove_entry};
 
 /// The access service.
 pub struct AccessRpc {
@@ -24,10 +26,12 @@ impl AccessRpc {
     }
 }
 
-/// The finalized decision for `request` with its proof.
+/// The finalized decision for `request` with its proof, if `reader` may see it (`None`: the
+/// node's own use, or the requester that just submitted it).
 pub fn decision_response(
     ctx: &NodeContext,
     request: &RequestId,
+    reader: Option<&Reader>,
 ) -> Result<pb::DecisionResponse, Status> {
     let index = ctx
         .core
@@ -36,11 +40,26 @@ pub fn decision_response(
         .ok_or_else(|| {
             Status::not_found(format!("request_id: no decision for {}", request.short()))
         })?;
-    let proven = prove_entry(ctx, index)?;
-    let entry = LedgerEntry::from_bytes(&proven.entry).map_err(internal)?;
+    let (bytes, _) = ctx
+        .core
+        .store()
+        .entry(index)
+        .map_err(internal)?
+        .ok_or_else(|| internal(format!("decision entry {index} is missing")))?;
+    let entry = LedgerEntry::from_bytes(&bytes).map_err(internal)?;
     let EntryKind::Decision(decision) = entry.kind else {
         return Err(internal(format!("entry {index} is not a decision")));
     };
+    if let Some(reader) = reader {
+        permit(
+            ctx,
+            reader,
+            |facts| Some(policy::decision(&decision, facts)),
+            "request_id",
+            &format!("the decision on request {}", request.short()),
+        )?;
+    }
+    let proven = prove_entry(ctx, index)?;
     Ok(pb::DecisionResponse {
         decision: Some((&decision).into()),
         proven: Some(proven),
@@ -57,8 +76,9 @@ pub fn cohort_response(
     request: &RequestId,
     offset: u64,
     limit: u32,
+    reader: &Reader,
 ) -> Result<pb::CohortResponse, Status> {
-    let decided = decision_response(ctx, request)?;
+    let decided = decision_response(ctx, request, Some(reader))?;
     let decision = decided
         .decision
         .as_ref()
@@ -153,26 +173,32 @@ impl AccessService for AccessRpc {
             ));
         }
         submit_transaction(&self.ctx, wire, true, true).await?;
-        decision_response(&self.ctx, &RequestId(tx.id().0)).map(Response::new)
+        // The requester reads the decision on the request it signed.
+        decision_response(&self.ctx, &RequestId(tx.id().0), None).map(Response::new)
     }
 
+    #[instrument(name = "access.decision", skip_all)]
     async fn get_decision(
         &self,
-        request: Request<pb::GetDecisionRequest>,
+        request: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<pb::DecisionResponse>, Status> {
-        let id = RequestId::from_field(&request.into_inner().request_id, "request_id")
+        let (read, reader) = authorize_reader(&self.ctx, request.get_ref(), GET_DECISION)?;
+        let query: pb::GetDecisionRequest =
+            read.query().map_err(|e| field_status(e, "get decision"))?;
+        let id = RequestId::from_field(&query.request_id, "body.query.request_id")
             .map_err(|e| field_status(e, "get decision"))?;
-        decision_response(&self.ctx, &id).map(Response::new)
+        decision_response(&self.ctx, &id, Some(&reader)).map(Response::new)
     }
 
     #[instrument(name = "access.cohort", skip_all)]
     async fn get_cohort(
         &self,
-        request: Request<pb::GetCohortRequest>,
+        request: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<pb::CohortResponse>, Status> {
-        let wire = request.into_inner();
-        let id = RequestId::from_field(&wire.request_id, "request_id")
+        let (read, reader) = authorize_reader(&self.ctx, request.get_ref(), GET_COHORT)?;
+        let wire: pb::GetCohortRequest = read.query().map_err(|e| field_status(e, "get cohort"))?;
+        let id = RequestId::from_field(&wire.request_id, "body.query.request_id")
             .map_err(|e| field_status(e, "get cohort"))?;
-        cohort_response(&self.ctx, &id, wire.offset, wire.limit).map(Response::new)
+        cohort_response(&self.ctx, &id, wire.offset, wire.limit, &reader).map(Response::new)
     }
 }

@@ -1,17 +1,18 @@
 //! `custos.consent.v1.ConsentService`: parties, records and consents.
 
+use custos_client::methods::{GET_CONSENT, GET_RECORD};
 use custos_consent::{ConsentState, RecordState};
 use custos_proto::consent::v1 as pb;
 use custos_proto::consent::v1::consent_service_server::ConsentService;
 use custos_proto::ledger::v1 as ledger_pb;
-use custos_types::{ConsentId, PartyId, RecordId, Role, Timestamp};
+use custos_types::{ConsentId, PartyId, RecordId, RequestId, Role, Timestamp, policy};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::{NodeContext, authorize_read, field_status};
+use super::{NodeContext, authorize_read, authorize_reader, field_status, permit};
 
 /// Full method name of `ListConsents`, which a signed read must name.
-pub const LIST_CONSENTS: &str = "/custos.consent.v1.ConsentService/ListConsents";
+pub const LIST_CONSENTS: &str = custos_client::methods::LIST_CONSENTS;
 
 /// Full method name of `ExportFhirConsents`.
 pub const EXPORT_FHIR_CONSENTS: &str = custos_client::methods::EXPORT_FHIR_CONSENTS;
@@ -117,12 +118,23 @@ impl ConsentService for ConsentRpc {
         }))
     }
 
+    #[instrument(name = "consent.record", skip_all)]
     async fn get_record(
         &self,
-        request: Request<pb::GetRecordRequest>,
+        request: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<pb::Record>, Status> {
-        let id = RecordId::from_field(&request.into_inner().record_id, "record_id")
+        let (read, reader) = authorize_reader(&self.ctx, request.get_ref(), GET_RECORD)?;
+        let query: pb::GetRecordRequest =
+            read.query().map_err(|e| field_status(e, "get record"))?;
+        let id = RecordId::from_field(&query.record_id, "body.query.record_id")
             .map_err(|e| field_status(e, "get record"))?;
+        let via = match query.request_id.as_slice() {
+            [] => None,
+            bytes => Some(
+                RequestId::from_field(bytes, "body.query.request_id")
+                    .map_err(|e| field_status(e, "get record"))?,
+            ),
+        };
         let record = self
             .ctx
             .core
@@ -130,6 +142,30 @@ impl ConsentService for ConsentRpc {
             .ok_or_else(|| {
                 Status::not_found(format!("record_id: {} is not registered", id.short()))
             })?;
+        // The record's parties read it; so does the requester of a granted request for it.
+        let granted_to_reader = via.is_some_and(|request| {
+            self.ctx.core.with_state(|s| {
+                s.request(&request)
+                    .is_some_and(|r| r.granted && r.record_id == id && r.requester == reader.party)
+            })
+        });
+        if !granted_to_reader {
+            let field = if via.is_some() {
+                "body.query.request_id"
+            } else {
+                "body.query.record_id"
+            };
+            permit(
+                &self.ctx,
+                &reader,
+                |_| Some(policy::record(record.owner, record.custodian)),
+                field,
+                &format!(
+                    "record {} (and no granted request of the reader's for it)",
+                    id.short()
+                ),
+            )?;
+        }
         Ok(Response::new(record_to_wire(&id, &record)))
     }
 
@@ -160,11 +196,15 @@ impl ConsentService for ConsentRpc {
         }))
     }
 
+    #[instrument(name = "consent.consent", skip_all)]
     async fn get_consent(
         &self,
-        request: Request<pb::GetConsentRequest>,
+        request: Request<ledger_pb::SignedRead>,
     ) -> Result<Response<pb::ConsentState>, Status> {
-        let id = ConsentId::from_field(&request.into_inner().consent_id, "consent_id")
+        let (read, reader) = authorize_reader(&self.ctx, request.get_ref(), GET_CONSENT)?;
+        let query: pb::GetConsentRequest =
+            read.query().map_err(|e| field_status(e, "get consent"))?;
+        let id = ConsentId::from_field(&query.consent_id, "body.query.consent_id")
             .map_err(|e| field_status(e, "get consent"))?;
         let consent = self
             .ctx
@@ -173,6 +213,19 @@ impl ConsentService for ConsentRpc {
             .ok_or_else(|| {
                 Status::not_found(format!("consent_id: {} does not exist", id.short()))
             })?;
+        permit(
+            &self.ctx,
+            &reader,
+            |_| {
+                Some(policy::consent(
+                    consent.consent.patient,
+                    consent.consent.grantee,
+                    consent.granted_by,
+                ))
+            },
+            "body.query.consent_id",
+            &format!("consent {}", id.short()),
+        )?;
         Ok(Response::new(consent_to_wire(&id, &consent)))
     }
 

@@ -3,15 +3,19 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use custos_client::methods::{GET_BLOCK, GET_ENTRY, STREAM_BLOCKS};
 use custos_crypto::Hash;
 use custos_proto::ledger::v1 as pb;
 use custos_proto::ledger::v1::ledger_service_server::LedgerService;
-use custos_types::{FieldError, PartyId, SignedTransaction, TxId};
+use custos_types::{FieldError, LedgerEntry, PartyId, Reader, SignedTransaction, TxId, policy};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::{NodeContext, field_status, internal, signed_header, tx_status};
+use super::{
+    NodeContext, authorize_reader, field_status, internal, permit, signed_header, tx_status,
+    with_facts,
+};
 use crate::core::TxOutcome;
 
 /// How long a `wait` submission waits for finality.
@@ -52,7 +56,7 @@ pub async fn submit_transaction(
         // A client retrying the very same transaction learns where it already is. The id binds
         // the author (it hashes a body that names it), so the entry found is this author's.
         if let Some((height, index)) = ctx.core.store().transaction(&id).map_err(internal)? {
-            tracing::warn!(target: "custos::rejected", tx = %id.short(), "transaction already finalized");
+            custos_client::refused!(tx = %id.short(), "transaction already finalized");
             return Err(Status::already_exists(format!(
                 "transaction {id} by {} is already finalized at height {height}, log index {index}",
                 tx.author().short()
@@ -80,10 +84,14 @@ pub async fn submit_transaction(
             Some(waiter)
         }
         Err(e) => {
-            tracing::warn!(target: "custos::rejected", tx = %id.short(), reason = %e, "mempool refused");
+            custos_client::refused!(tx = %id.short(), reason = %e, "mempool refused");
             return Err(match e {
                 crate::mempool::MempoolError::Duplicate(_) => Status::already_exists(e.to_string()),
-                crate::mempool::MempoolError::Full(_) => Status::resource_exhausted(e.to_string()),
+                crate::mempool::MempoolError::Full(_)
+                | crate::mempool::MempoolError::AuthorLimit { .. }
+                | crate::mempool::MempoolError::RegistrationLimit { .. } => {
+                    Status::resource_exhausted(e.to_string())
+                }
                 crate::mempool::MempoolError::Nonce { .. } => {
                     Status::failed_precondition(e.to_string())
                 }
@@ -129,14 +137,28 @@ fn parse_hash(bytes: &[u8], field: &str) -> Result<Hash, Status> {
         .map_err(|e| field_status(FieldError::new(field, e.to_string()), "request"))
 }
 
-/// Builds the wire block at `height`.
-pub fn wire_block(ctx: &NodeContext, height: u64) -> Result<pb::Block, Status> {
-    let block = ctx
+/// Builds the wire block at `height` as `reader` may see it: every entry that does not concern
+/// the reader is withheld (its bytes left empty, its offset listed).
+pub fn wire_block(ctx: &NodeContext, height: u64, reader: &Reader) -> Result<pb::Block, Status> {
+    let mut block = ctx
         .core
         .store()
         .block(height)
         .map_err(internal)?
         .ok_or_else(|| Status::not_found(format!("height: no block at height {height}")))?;
+    let mut withheld = Vec::new();
+    if !reader.sees_everything() {
+        with_facts(ctx, |facts| {
+            for (offset, bytes) in block.entries.iter_mut().enumerate() {
+                let visible = LedgerEntry::from_bytes(bytes)
+                    .is_ok_and(|entry| reader.may_see(&policy::entry(&entry, facts), facts));
+                if !visible {
+                    bytes.clear();
+                    withheld.push(offset as u32);
+                }
+            }
+        });
+    }
     Ok(pb::Block {
         signed_header: Some(pb::SignedHeader {
             header: Some(block.header.to_wire()),
@@ -145,6 +167,7 @@ pub fn wire_block(ctx: &NodeContext, height: u64) -> Result<pb::Block, Status> {
         }),
         first_entry_index: block.first_entry,
         entries: block.entries,
+        withheld,
     })
 }
 
@@ -228,11 +251,14 @@ impl LedgerService for LedgerRpc {
         Ok(Response::new(pb::GetNonceResponse { next_nonce }))
     }
 
+    #[instrument(name = "ledger.block", skip_all)]
     async fn get_block(
         &self,
-        request: Request<pb::GetBlockRequest>,
+        request: Request<pb::SignedRead>,
     ) -> Result<Response<pb::Block>, Status> {
-        wire_block(&self.ctx, request.into_inner().height).map(Response::new)
+        let (read, reader) = authorize_reader(&self.ctx, request.get_ref(), GET_BLOCK)?;
+        let query: pb::GetBlockRequest = read.query().map_err(|e| field_status(e, "get block"))?;
+        wire_block(&self.ctx, query.height, &reader).map(Response::new)
     }
 
     async fn get_header(
@@ -242,11 +268,14 @@ impl LedgerService for LedgerRpc {
         signed_header(&self.ctx.core, request.into_inner().height).map(Response::new)
     }
 
+    #[instrument(name = "ledger.entry", skip_all)]
     async fn get_entry(
         &self,
-        request: Request<pb::GetEntryRequest>,
+        request: Request<pb::SignedRead>,
     ) -> Result<Response<pb::Entry>, Status> {
-        let index = request.into_inner().index;
+        let (read, reader) = authorize_reader(&self.ctx, request.get_ref(), GET_ENTRY)?;
+        let query: pb::GetEntryRequest = read.query().map_err(|e| field_status(e, "get entry"))?;
+        let index = query.index;
         let (entry, height) = self
             .ctx
             .core
@@ -254,6 +283,16 @@ impl LedgerService for LedgerRpc {
             .entry(index)
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("index: no log entry {index}")))?;
+        if !reader.sees_everything() {
+            let decoded = LedgerEntry::from_bytes(&entry).map_err(internal)?;
+            permit(
+                &self.ctx,
+                &reader,
+                |facts| Some(policy::entry(&decoded, facts)),
+                "index",
+                &format!("log entry {index}"),
+            )?;
+        }
         Ok(Response::new(pb::Entry {
             index,
             entry,
@@ -312,11 +351,15 @@ impl LedgerService for LedgerRpc {
 
     type StreamBlocksStream = BlockStream;
 
+    #[instrument(name = "ledger.stream_blocks", skip_all)]
     async fn stream_blocks(
         &self,
-        request: Request<pb::StreamBlocksRequest>,
+        request: Request<pb::SignedRead>,
     ) -> Result<Response<Self::StreamBlocksStream>, Status> {
-        let from = request.into_inner().from_height.max(1);
+        let (read, reader) = authorize_reader(&self.ctx, request.get_ref(), STREAM_BLOCKS)?;
+        let query: pb::StreamBlocksRequest =
+            read.query().map_err(|e| field_status(e, "stream blocks"))?;
+        let from = query.from_height.max(1);
         let ctx = self.ctx.clone();
         let mut events = ctx.core.subscribe();
         let mut shutdown = ctx.shutdown.clone();
@@ -326,7 +369,7 @@ impl LedgerService for LedgerRpc {
             loop {
                 let tip = ctx.core.tip().map_or(0, |t| t.height);
                 while next <= tip {
-                    let block = wire_block(&ctx, next);
+                    let block = wire_block(&ctx, next, &reader);
                     if tx.send(block).await.is_err() {
                         return;
                     }

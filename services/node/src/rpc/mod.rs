@@ -7,20 +7,20 @@ pub mod consent;
 pub mod ledger;
 pub mod unimplemented;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use custos_consent::{ErrorClass, PartyState, TxError};
+use custos_consent::{ErrorClass, PartyState, StateFacts, TxError};
 use custos_proto::access::v1 as access_pb;
 use custos_proto::ledger::v1 as ledger_pb;
-use custos_types::{FieldError, SignedRead, Timestamp};
+use custos_types::policy::Concerned;
+use custos_types::read::ReplayError;
+use custos_types::{FieldError, Reader, ReplayGuard, SignedRead, Timestamp};
 use tonic::Status;
-use tracing::warn;
 
 use crate::core::LedgerCore;
 use crate::mempool::Mempool;
 
-/// How far a signed read's `issued_at` may be from the node's clock.
-pub const READ_FRESHNESS_MS: i64 = 5 * 60 * 1000;
+pub use custos_types::read::READ_WINDOW_MS;
 
 /// What every service shares.
 #[derive(Clone)]
@@ -33,12 +33,16 @@ pub struct NodeContext {
     pub forwarder: crate::forward::Forwarder,
     /// Turns true when the node stops; long-lived streams end then.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The signed reads accepted within the freshness window: each is served once.
+    pub reads: Arc<Mutex<ReplayGuard>>,
+    /// How far `VerifyChain` has verified the node's header chain (none: not yet started).
+    pub verified: Arc<Mutex<Option<custos_ledger::verify::VerifiedPrefix>>>,
 }
 
 /// A refused wire field: INVALID_ARGUMENT, or UNAUTHENTICATED for signatures and keys that
 /// fail, with `field: reason`. The node's log records the refusal.
 pub fn field_status(error: FieldError, what: &str) -> Status {
-    warn!(target: "custos::rejected", what, field = %error.field, reason = %error.reason, "refused");
+    custos_client::refused!(what, field = %error.field, reason = %error.reason, "refused");
     let auth = error.field.starts_with("signature")
         || error.field.starts_with("cosignatures")
         || error.field.ends_with(".signature")
@@ -52,7 +56,7 @@ pub fn field_status(error: FieldError, what: &str) -> Status {
 
 /// A transaction the state refused, with the matching status code.
 pub fn tx_status(error: TxError) -> Status {
-    warn!(target: "custos::rejected", reason = %error, "transaction refused");
+    custos_client::refused!(reason = %error, "transaction refused");
     let message = error.to_string();
     match error.class() {
         ErrorClass::Invalid => Status::invalid_argument(message),
@@ -69,54 +73,99 @@ pub fn internal(error: impl std::fmt::Display) -> Status {
     Status::internal("internal error; see the node's log")
 }
 
-/// Checks a signed read: signature, chain, method, freshness and a registered author.
+/// Checks a signed read: signature, chain, method, freshness, a registered author and a nonce
+/// not seen within the freshness window. A missing or failing signature is UNAUTHENTICATED.
 pub fn authorize_read(
     ctx: &NodeContext,
     wire: &ledger_pb::SignedRead,
     method: &str,
 ) -> Result<(SignedRead, PartyState), Status> {
-    let read = SignedRead::from_wire(wire).map_err(|e| field_status(e, "signed read"))?;
-    let chain = &ctx.core.genesis().chain_id;
-    if &read.body.chain_id != chain {
-        return Err(field_status(
-            FieldError::new(
-                "body.chain_id",
-                format!("read is for `{}`, this is `{chain}`", read.body.chain_id),
-            ),
-            "signed read",
-        ));
+    if wire.body.is_empty() && wire.author.is_empty() && wire.signature.is_empty() {
+        custos_client::refused!(method, "unsigned read refused");
+        return Err(Status::unauthenticated(format!(
+            "read: `{method}` serves protected data; send a custos.ledger.v1.SignedRead (body, \
+             author, signature) whose query is the method's request"
+        )));
     }
-    if read.body.method != method {
-        return Err(field_status(
-            FieldError::new(
-                "body.method",
-                format!("signed for `{}`, called `{method}`", read.body.method),
-            ),
-            "signed read",
-        ));
-    }
-    let skew = (Timestamp::now().0 - read.body.issued_at.0).abs();
-    if skew > READ_FRESHNESS_MS {
-        return Err(field_status(
-            FieldError::new(
-                "body.issued_at_ms",
-                format!(
-                    "signed {skew} ms away from the node's clock; at most {READ_FRESHNESS_MS} ms"
-                ),
-            ),
-            "signed read",
-        ));
-    }
+    let read = SignedRead::from_wire(wire).map_err(|e| {
+        let status = field_status(e.clone(), "signed read");
+        if e.field == "author" || e.field == "body.author" {
+            Status::unauthenticated(e.to_string())
+        } else {
+            status
+        }
+    })?;
+    let now = Timestamp::now();
+    read.check_for(&ctx.core.genesis().chain_id, method, now, "node")
+        .map_err(|e| field_status(e, "signed read"))?;
     let party = ctx
         .core
         .with_state(|s| s.party(&read.author).cloned())
         .ok_or_else(|| {
+            custos_client::refused!(author = %read.author.short(), "read by an unregistered party");
             Status::permission_denied(format!(
-                "author {} is not a registered party",
+                "author: {} is not a registered party",
                 read.author.short()
             ))
         })?;
+    let admitted = match ctx.reads.lock() {
+        Ok(mut guard) => guard.admit(&read, now),
+        Err(poisoned) => poisoned.into_inner().admit(&read, now),
+    };
+    admitted.map_err(|e| {
+        custos_client::refused!(author = %read.author.short(), reason = %e, "read refused");
+        match e {
+            ReplayError::Replayed { .. } => Status::unauthenticated(e.to_string()),
+            ReplayError::AuthorFull { .. } | ReplayError::Full { .. } => {
+                Status::resource_exhausted(e.to_string())
+            }
+        }
+    })?;
     Ok((read, party))
+}
+
+/// [`authorize_read`], returning the reader as the read policy knows it.
+pub fn authorize_reader(
+    ctx: &NodeContext,
+    wire: &ledger_pb::SignedRead,
+    method: &str,
+) -> Result<(SignedRead, Reader), Status> {
+    let (read, party) = authorize_read(ctx, wire, method)?;
+    let reader = Reader {
+        party: read.author,
+        role: party.role,
+    };
+    Ok((read, reader))
+}
+
+/// Runs `f` on the state as the read policy asks about it, now.
+pub fn with_facts<T>(ctx: &NodeContext, f: impl FnOnce(&StateFacts<'_>) -> T) -> T {
+    let now = Timestamp::now();
+    ctx.core
+        .with_state(|machine| f(&StateFacts { machine, now }))
+}
+
+/// PERMISSION_DENIED unless `reader` may see what `concerned` describes; `field` names the
+/// request field that asked for it and `what` the item.
+pub fn permit(
+    ctx: &NodeContext,
+    reader: &Reader,
+    concerned: impl FnOnce(&StateFacts<'_>) -> Option<Concerned>,
+    field: &str,
+    what: &str,
+) -> Result<(), Status> {
+    let allowed = with_facts(ctx, |facts| {
+        concerned(facts).is_some_and(|c| reader.may_see(&c, facts))
+    });
+    if allowed {
+        return Ok(());
+    }
+    custos_client::refused!(reader = %reader.party.short(), field, "read of another party's data refused");
+    Err(Status::permission_denied(format!(
+        "{field}: {what} does not concern {} ({}); only its parties and auditors may read it",
+        reader.party.short(),
+        reader.role.name()
+    )))
 }
 
 /// A log entry with its inclusion proof against the latest header and that header's

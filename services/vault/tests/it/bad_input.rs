@@ -2,9 +2,10 @@
 
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_proto::vault::v1 as pb;
-use custos_types::{ChainId, SignedRead, Timestamp, TxKind};
+use custos_types::{ChainId, ReadNonce, SignedRead, Timestamp, TxKind};
 use custos_vault::VaultStore;
 use custos_vault_service::rpc::methods;
+use rand_core::OsRng;
 
 use crate::{VaultNet, party, random32};
 
@@ -23,7 +24,14 @@ async fn reads_for_another_method_chain_or_time_or_badly_signed_are_refused_nami
     let key = &vn.net.insurer.identity;
     let cases: Vec<(ledger_pb::SignedRead, tonic::Code, &str)> = vec![
         (
-            SignedRead::sign(&chain, methods::FETCH_OWN, Timestamp::now(), &query, key),
+            SignedRead::sign(
+                &chain,
+                methods::FETCH_OWN,
+                Timestamp::now(),
+                ReadNonce::random(&mut OsRng),
+                &query,
+                key,
+            ),
             tonic::Code::InvalidArgument,
             "body.method",
         ),
@@ -32,6 +40,7 @@ async fn reads_for_another_method_chain_or_time_or_badly_signed_are_refused_nami
                 &ChainId::parse("other-chain").unwrap(),
                 methods::FETCH,
                 Timestamp::now(),
+                ReadNonce::random(&mut OsRng),
                 &query,
                 key,
             ),
@@ -43,6 +52,7 @@ async fn reads_for_another_method_chain_or_time_or_badly_signed_are_refused_nami
                 &chain,
                 methods::FETCH,
                 Timestamp(Timestamp::now().0 - 10 * 60 * 1000),
+                ReadNonce::random(&mut OsRng),
                 &query,
                 key,
             ),
@@ -51,8 +61,14 @@ async fn reads_for_another_method_chain_or_time_or_badly_signed_are_refused_nami
         ),
         (
             {
-                let mut read =
-                    SignedRead::sign(&chain, methods::FETCH, Timestamp::now(), &query, key);
+                let mut read = SignedRead::sign(
+                    &chain,
+                    methods::FETCH,
+                    Timestamp::now(),
+                    ReadNonce::random(&mut OsRng),
+                    &query,
+                    key,
+                );
                 read.signature[0] ^= 1;
                 read
             },
@@ -64,6 +80,7 @@ async fn reads_for_another_method_chain_or_time_or_badly_signed_are_refused_nami
                 &chain,
                 methods::FETCH,
                 Timestamp::now(),
+                ReadNonce::random(&mut OsRng),
                 &pb::FetchRecordQuery {
                     request_id: vec![1, 2, 3],
                     ..query.clone()
@@ -78,6 +95,7 @@ async fn reads_for_another_method_chain_or_time_or_badly_signed_are_refused_nami
                 &chain,
                 methods::FETCH,
                 Timestamp::now(),
+                ReadNonce::random(&mut OsRng),
                 &pb::FetchRecordQuery {
                     recipient_key: vec![],
                     ..query.clone()

@@ -136,13 +136,9 @@ async fn after_erasure_neither_plaintext_nor_keys_can_be_found_in_the_vaults_fil
     let ledger_record = vn
         .net
         .client
-        .consent()
-        .get_record(custos_proto::consent::v1::GetRecordRequest {
-            record_id: record.to_vec(),
-        })
+        .record(&vn.net.hospital, record, None)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(
         ledger_record.erased,
         "the digest stays on the ledger, marked erased"

@@ -111,10 +111,11 @@ fn forge(answer: &mut access_pb::DecisionResponse, tamper: &Tamper) {
 impl LedgerGateway for Tampering {
     async fn decision(
         &self,
+        keys: &PartyKeys,
         request: RequestId,
     ) -> Result<Option<access_pb::DecisionResponse>, GatewayError> {
         let tamper = self.tamper.lock().unwrap().clone();
-        let mut answer = self.inner.decision(request).await?;
+        let mut answer = self.inner.decision(keys, request).await?;
         if let Some(answer) = answer.as_mut() {
             forge(answer, &tamper);
         }
@@ -123,9 +124,10 @@ impl LedgerGateway for Tampering {
 
     async fn cohort(
         &self,
+        keys: &PartyKeys,
         request: RequestId,
     ) -> Result<(access_pb::CohortResponse, Vec<RecordId>), GatewayError> {
-        self.inner.cohort(request).await
+        self.inner.cohort(keys, request).await
     }
 
     async fn party(&self, party: PartyId) -> Result<Option<consent_pb::Party>, GatewayError> {

@@ -118,15 +118,12 @@ async fn an_insurer_learns_one_verified_bit_for_a_consenting_patient_and_nothing
         .unwrap();
     let on_ledger = |id: RecordId| {
         let client = vn.net.client.clone();
+        let custodian = vn.net.hospital.clone();
         async move {
             client
-                .consent()
-                .get_record(consent_pb::GetRecordRequest {
-                    record_id: id.to_vec(),
-                })
+                .record(&custodian, id, None)
                 .await
                 .unwrap()
-                .into_inner()
                 .attribute_commitment
         }
     };

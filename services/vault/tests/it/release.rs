@@ -54,17 +54,14 @@ async fn a_release_is_confirmed_on_the_ledger_with_the_digest_the_recipient_reco
     let request = VaultNet::request_id(&decision);
     let (_, fetched) = vn.fetch(&vn.net.insurer, request, false).await;
     let fetched = fetched.unwrap();
-    // The ledger holds the registration digest the header names …
+    // The ledger holds the registration digest the header names (read by the insurer through
+    // its granted request) …
     let ledger_record = vn
         .net
         .client
-        .consent()
-        .get_record(custos_proto::consent::v1::GetRecordRequest {
-            record_id: record.to_vec(),
-        })
+        .record(&vn.net.insurer, record, Some(request))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         ledger_record.ciphertext_digest,
         fetched.header.ciphertext_digest.0.to_vec()
