@@ -137,8 +137,10 @@ impl<S: VaultStore, G: LedgerGateway> RunningVault<S, G> {
         let trusted = custos_client::verify::genesis_validators(&genesis)
             .map_err(|e| ServiceError::Config(format!("genesis: {e}")))?;
         self.follower = Some(tokio::spawn(crate::follow::follow_erasures(
-            config.node.clone(),
-            self.rpc.keys().clone(),
+            crate::follow::Source {
+                node: config.node.clone(),
+                keys: self.rpc.keys().clone(),
+            },
             self.vault().clone(),
             self.rpc.aggregates().cloned(),
             genesis,
