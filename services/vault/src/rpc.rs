@@ -15,7 +15,6 @@ use custos_proto::access::v1 as access_pb;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_proto::vault::v1 as pb;
 use custos_proto::vault::v1::vault_service_server::VaultService;
-use custos_types::read::ReplayError;
 use custos_types::tx::{ConfirmRelease, RegisterRecord, ReportRefusal};
 use custos_types::{
     FieldError, Genesis, Height, PartyId, RecordId, ReplayGuard, RequestId, Role, SignedRead,
@@ -270,19 +269,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         let now = Timestamp::now();
         read.check_for(&self.inner.genesis.chain_id, method, now, "vault")
             .map_err(|e| field_status(e, "signed read"))?;
-        let admitted = match self.inner.reads.lock() {
-            Ok(mut guard) => guard.admit(&read, now),
-            Err(poisoned) => poisoned.into_inner().admit(&read, now),
-        };
-        admitted.map_err(|e| {
-            custos_client::refused!(author = %read.author.short(), reason = %e, "read refused");
-            match e {
-                ReplayError::Replayed { .. } => Status::unauthenticated(e.to_string()),
-                ReplayError::AuthorFull { .. } | ReplayError::Full { .. } => {
-                    Status::resource_exhausted(e.to_string())
-                }
-            }
-        })?;
+        custos_client::admit_read(&self.inner.reads, &read, now)?;
         Ok(read)
     }
 
