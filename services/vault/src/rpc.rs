@@ -539,9 +539,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             Ok(meta) => meta,
             Err(VaultError::UnknownRecord(r)) => return Err(deny(Denial::UnknownRecord(r))),
             Err(e) if e.is_damage() => {
-                return Err(self
-                    .damaged(request, requester, evidence, record, e)
-                    .await);
+                return Err(self.damaged(request, requester, evidence, record, e).await);
             }
             Err(e) => return Err(internal(e)),
         };
@@ -1042,9 +1040,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         let wrapped = match self.wrap_for(kind, record, requester, &named) {
             Ok(wrapped) => wrapped,
             Err(e) if e.is_damage() => {
-                return Err(self
-                    .damaged(request, requester, evidence, record, e)
-                    .await);
+                return Err(self.damaged(request, requester, evidence, record, e).await);
             }
             Err(e) => return Err(vault_status(e)),
         };
@@ -1056,9 +1052,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         {
             Ok(_) => {}
             Err(e) if e.is_damage() => {
-                return Err(self
-                    .damaged(request, requester, evidence, record, e)
-                    .await);
+                return Err(self.damaged(request, requester, evidence, record, e).await);
             }
             Err(e) => return Err(vault_status(e)),
         }

@@ -354,7 +354,11 @@ impl SledVaultStore {
                 .map(|(who, party)| {
                     self.wrapped
                         .contains_key(wrapped_key_of(&record, &party))
-                        .map(|present| (!present).then(|| format!("no data key wrapped to the {who} {}", party.short())))
+                        .map(|present| {
+                            (!present).then(|| {
+                                format!("no data key wrapped to the {who} {}", party.short())
+                            })
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
@@ -409,7 +413,12 @@ impl SledVaultStore {
             let (key, location) = item.map_err(backend)?;
             let index = match key.get(32..).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
                 Some(b) => u32::from_be_bytes(b),
-                None => return damage(Part::Stream, format!("a chunk index key of {} bytes", key.len())),
+                None => {
+                    return damage(
+                        Part::Stream,
+                        format!("a chunk index key of {} bytes", key.len()),
+                    );
+                }
             };
             if index >= count {
                 // Beyond the stream: never read.
@@ -517,7 +526,10 @@ impl VaultStore for SledVaultStore {
             corrupt(
                 &format!("chunk {index}"),
                 record,
-                format!("bytes {offset}..{} cannot be read ({e}): the chunk file is truncated", offset + u64::from(len)),
+                format!(
+                    "bytes {offset}..{} cannot be read ({e}): the chunk file is truncated",
+                    offset + u64::from(len)
+                ),
             )
         })?;
         Ok(Some(chunk))
@@ -702,7 +714,11 @@ mod tests {
         }
         drop(vault);
         let vault = open_vault(dir.path(), &custodian);
-        assert!(vault.store().damage().is_empty(), "{:?}", vault.store().damage());
+        assert!(
+            vault.store().damage().is_empty(),
+            "{:?}",
+            vault.store().damage()
+        );
         assert_eq!(vault.list(None).unwrap().len(), 4);
     }
 
@@ -717,10 +733,7 @@ mod tests {
         let record = put(&vault, &owner, 100_000).record_id();
         let store = vault.store();
         // The crash: journaled, key destroyed, nothing else removed yet.
-        store
-            .erasing
-            .insert(record.0.as_bytes(), &[][..])
-            .unwrap();
+        store.erasing.insert(record.0.as_bytes(), &[][..]).unwrap();
         store.db.flush().unwrap();
         store.keyring.remove_record_key(&record).unwrap();
         let chunk_file = store.chunk_path(&record);
@@ -824,7 +837,12 @@ mod tests {
             (unwrapped, Part::WrappedKey),
         ];
         expected.sort();
-        assert_eq!(parts(vault.store()), expected, "{:?}", vault.store().damage());
+        assert_eq!(
+            parts(vault.store()),
+            expected,
+            "{:?}",
+            vault.store().damage()
+        );
         for d in vault.store().damage() {
             match d.part {
                 Part::Chunk(1) => assert!(d.reason.contains("100 bytes in the index"), "{d}"),

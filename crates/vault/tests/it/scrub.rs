@@ -21,7 +21,10 @@ fn a_sound_vault_scrubs_clean_and_every_chunk_is_read() {
         2 * CHUNK_SIZE as u64 + 7 + 4 * custos_vault::stream::TAG_LEN as u64
     );
     assert_eq!(seen, [1, 2]);
-    assert_eq!(cast.vault.verify(&big).unwrap().ciphertext_digest, big.ciphertext_digest);
+    assert_eq!(
+        cast.vault.verify(&big).unwrap().ciphertext_digest,
+        big.ciphertext_digest
+    );
     assert_eq!(cast.vault.verify(&empty).unwrap().size, 0);
 }
 
@@ -60,7 +63,10 @@ fn a_flipped_byte_a_missing_chunk_and_a_changed_count_are_named_and_left_in_plac
     }
     assert!(!report.damaged.iter().any(|d| d.record == sound.record_id()));
     // Nothing was changed: the flipped chunk is still there as it was, and the record listed.
-    assert_eq!(store.chunk(&flipped.record_id(), 1).unwrap().unwrap(), chunk);
+    assert_eq!(
+        store.chunk(&flipped.record_id(), 1).unwrap().unwrap(),
+        chunk
+    );
     assert_eq!(store.records().unwrap().len(), 4);
 
     // The release check finds the same, before anything is confirmed.
@@ -75,7 +81,10 @@ fn a_flipped_byte_a_missing_chunk_and_a_changed_count_are_named_and_left_in_plac
     }
     assert!(matches!(
         cast.vault.verify(&short),
-        Err(VaultError::Stream(custos_vault::StreamError::Truncated { chunks: 3, .. }))
+        Err(VaultError::Stream(custos_vault::StreamError::Truncated {
+            chunks: 3,
+            ..
+        }))
     ));
 }
 

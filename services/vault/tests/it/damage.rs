@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use custos_types::{AccessMode, Purpose, RecordId, RequestId};
-use custos_vault::{CHUNK_SIZE, KdfParams, Part, Passphrase, VaultStore};
 use custos_vault::stream::TAG_LEN;
+use custos_vault::{CHUNK_SIZE, KdfParams, Part, Passphrase, VaultStore};
 use custos_vault_service::{SledVaultStore, VaultClientError};
 
 use crate::{PASSPHRASE, VaultNet, random_bytes};
@@ -79,7 +79,10 @@ async fn assert_refused_as_damage(
     assert!(message.starts_with("vault_damaged:"), "{message}");
     assert!(message.contains(&record.to_hex()), "{message}");
     assert!(message.contains(part), "expected `{part}` in: {message}");
-    assert!(message.contains("refusal logged on the ledger"), "{message}");
+    assert!(
+        message.contains("refusal logged on the ledger"),
+        "{message}"
+    );
     assert!(!out.exists(), "no plaintext file");
     assert!(vn.partial_files().is_empty(), "no partial plaintext file");
     let entry = vn.audit_entry(request).await.unwrap();
@@ -112,7 +115,11 @@ async fn a_removed_keyring_shard_stops_the_vault_from_starting_and_deletes_nothi
         assert!(text.contains("storage key"), "{text}");
         assert!(text.contains(&shard.display().to_string()), "{text}");
         assert!(text.contains("changed nothing"), "{text}");
-        assert_eq!(std::fs::read(&chunks).unwrap(), stored, "the ciphertext is kept");
+        assert_eq!(
+            std::fs::read(&chunks).unwrap(),
+            stored,
+            "the ciphertext is kept"
+        );
     }
     {
         let store = open_store(&vn);
@@ -169,12 +176,22 @@ async fn a_truncated_chunk_file_is_refused_at_release_and_at_start_and_kept() {
     assert!(text.contains(&record.to_hex()), "{text}");
     assert!(text.contains("chunk 3"), "{text}");
     assert!(text.contains("truncated"), "{text}");
-    assert_eq!(std::fs::metadata(&chunks).unwrap().len(), cut, "the file is kept");
+    assert_eq!(
+        std::fs::metadata(&chunks).unwrap().len(),
+        cut,
+        "the file is kept"
+    );
     let store = open_store(&vn);
     let damage: Vec<_> = store.damage().iter().map(|d| (d.record, d.part)).collect();
     assert_eq!(damage, [(record, Part::Chunk(3))]);
-    assert!(store.meta(&record).unwrap().is_some(), "the metadata is kept");
-    assert_eq!(store.chunk(&record, 0).unwrap().unwrap().len() as u64, STORED_CHUNK);
+    assert!(
+        store.meta(&record).unwrap().is_some(),
+        "the metadata is kept"
+    );
+    assert_eq!(
+        store.chunk(&record, 0).unwrap().unwrap().len() as u64,
+        STORED_CHUNK
+    );
     drop(store);
     assert!(vn.audit_entry(request).await.unwrap().releases.is_empty());
     vn.net.stop().await.unwrap();
@@ -193,7 +210,11 @@ async fn a_flipped_byte_in_a_chunk_is_never_released_nor_confirmed_and_the_scrub
 
     assert_refused_as_damage(&vn, record, request, "chunk 1", 1).await;
     assert_refused_as_damage(&vn, record, request, "chunk 1", 2).await;
-    assert_eq!(std::fs::read(&chunks).unwrap(), bytes, "the chunk file is kept as it is");
+    assert_eq!(
+        std::fs::read(&chunks).unwrap(),
+        bytes,
+        "the chunk file is kept as it is"
+    );
     // The other record is released as usual.
     let (out, fetched) = vn
         .request_and_fetch(&vn.net.insurer, sound, "HPAYMT", false)
@@ -214,7 +235,11 @@ async fn a_flipped_byte_in_a_chunk_is_never_released_nor_confirmed_and_the_scrub
     assert_eq!(report.records_checked, 2);
     let damage: Vec<_> = report.damaged.iter().map(|d| (d.record, d.part)).collect();
     assert_eq!(damage, [(record, Part::Chunk(1))]);
-    assert!(report.damaged[0].reason.contains("authentication"), "{:?}", report.damaged);
+    assert!(
+        report.damaged[0].reason.contains("authentication"),
+        "{:?}",
+        report.damaged
+    );
     drop(store);
     assert_eq!(std::fs::read(&chunks).unwrap(), bytes);
     vn.net.stop().await.unwrap();

@@ -101,7 +101,10 @@ async fn tampered_chunks_are_refused_before_any_confirmation_with_the_integrity_
             other => panic!("expected the vault to refuse, got {other:?}"),
         };
         assert!(error.starts_with("vault_damaged:"), "{error}");
-        assert!(error.contains(&expected.to_string()), "expected {expected}, got {error}");
+        assert!(
+            error.contains(&expected.to_string()),
+            "expected {expected}, got {error}"
+        );
         assert!(error.contains(&record.to_hex()), "{error}");
         let entry = vn.audit_entry(request).await.unwrap();
         assert!(entry.releases.is_empty(), "nothing confirmed after {error}");
