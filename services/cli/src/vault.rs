@@ -1,5 +1,6 @@
-//! `custos vault`: run a custodian's vault, put / list / erase / rotate as the custodian, fetch
-//! a granted record as a partner, fetch your own record as a patient.
+//! `custos vault`: run a custodian's vault, put / list / erase / rotate as the custodian, scrub a
+//! stopped vault's folder, fetch a granted record as a partner, fetch your own record as a
+//! patient.
 //!
 //! Private keys at rest are sealed under a passphrase (`custos vault seal-key`); commands that
 //! need one read it from `CUSTOS_VAULT_PASSPHRASE`. A plain key file (`custos keys generate`) is
@@ -15,7 +16,7 @@ use custos_proto::vault::v1 as pb;
 use custos_types::tx::{EraseRecord, RequestAccess};
 use custos_types::{AccessMode, Purpose, RecordId, RequestId, TxKind};
 use custos_vault::{KdfParams, Passphrase, SealedKeyFile};
-use custos_vault_service::{VaultClient, VaultConfig};
+use custos_vault_service::{SledVaultStore, VaultClient, VaultConfig};
 use serde_json::json;
 
 use crate::output::Output;
@@ -66,6 +67,15 @@ pub(crate) enum VaultCommand {
         /// The predicate circuit's proving key (`custos zk setup`), to answer predicate proofs.
         #[arg(long, env = "CUSTOS_PROVING_KEY")]
         proving_key: Option<PathBuf>,
+        /// The vault's folder (keyring and store).
+        #[arg(long, env = "CUSTOS_VAULT_DATA")]
+        data: PathBuf,
+    },
+    /// Re-reads every chunk of every record in a stopped vault's folder and checks it against
+    /// the digest registered on the ledger (keyring unsealed with CUSTOS_VAULT_PASSPHRASE);
+    /// names each damaged record and part, and exits non-zero if there is one. Opens the store
+    /// as the vault does, then only reads: nothing damaged is repaired or deleted.
+    Scrub {
         /// The vault's folder (keyring and store).
         #[arg(long, env = "CUSTOS_VAULT_DATA")]
         data: PathBuf,
@@ -291,6 +301,7 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             vault.stop().await?;
         }
+        VaultCommand::Scrub { data } => scrub(&data, out)?,
         VaultCommand::Put {
             conn,
             owner,
@@ -469,6 +480,97 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             check_registered_digest(&node, &fetched).await?;
             report_fetch(out, &fetched);
         }
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// `custos vault scrub`: progress on stderr (at most once a second), the report on stdout, an
+/// error (non-zero exit) when a record is damaged.
+fn scrub(data: &Path, out: &Output) -> anyhow::Result<()> {
+    if !data.join("keyring.json").exists() {
+        bail!(
+            "--data: {} holds no vault (no keyring.json)",
+            data.display()
+        );
+    }
+    let passphrase = Passphrase::from_env(PASSPHRASE_ENV)?;
+    // The parameters only seal a new keyring, and the folder has one.
+    let store =
+        SledVaultStore::open(data, &passphrase, KdfParams::RECOMMENDED).with_context(|| {
+            format!(
+                "cannot open the vault in {} (stop a vault that runs on it first)",
+                data.display()
+            )
+        })?;
+    let mut shown = std::time::Instant::now();
+    let report = store.scrub(|p| {
+        if p.records_done == p.records_total || shown.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            shown = std::time::Instant::now();
+            eprintln!(
+                "scrub: {}/{} records, {} read",
+                p.records_done,
+                p.records_total,
+                mib(p.bytes_read)
+            );
+        }
+    })?;
+    let damaged: Vec<serde_json::Value> = report
+        .damaged
+        .iter()
+        .map(|d| {
+            let (part, chunk) = match d.part {
+                custos_vault::Part::StorageKey => ("storage_key", None),
+                custos_vault::Part::Metadata => ("metadata", None),
+                custos_vault::Part::WrappedKey => ("wrapped_key", None),
+                custos_vault::Part::Chunk(i) => ("chunk", Some(i)),
+                custos_vault::Part::Stream => ("chunks", None),
+            };
+            json!({
+                "record_id": d.record.to_hex(),
+                "part": part,
+                "chunk": chunk,
+                "reason": d.reason,
+            })
+        })
+        .collect();
+    out.result(
+        || {
+            let mut text = format!(
+                "scrubbed {} record(s): {} chunk(s), {} read and checked against the registered \
+                 digests",
+                report.records_checked,
+                report.chunks_checked,
+                mib(report.bytes_read)
+            );
+            if report.is_clean() {
+                text.push_str("\nno damage found");
+            } else {
+                text.push_str(&format!("\ndamaged: {} record(s)", report.damaged.len()));
+                for d in &report.damaged {
+                    text.push_str(&format!("\n  {d}"));
+                }
+            }
+            text
+        },
+        json!({
+            "records_checked": report.records_checked,
+            "chunks_checked": report.chunks_checked,
+            "bytes_read": report.bytes_read,
+            "clean": report.is_clean(),
+            "damaged": damaged,
+        }),
+    );
+    if !report.is_clean() {
+        bail!(
+            "{} damaged record(s) in {}; nothing was changed: restore them from a backup",
+            report.damaged.len(),
+            data.display()
+        );
     }
     Ok(())
 }

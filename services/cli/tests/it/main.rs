@@ -8,6 +8,7 @@ mod crash;
 mod flow;
 mod governance;
 mod vault;
+mod vault_damage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

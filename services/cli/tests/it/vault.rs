@@ -9,9 +9,9 @@ use crate::{
     custos, init_and_start_node, keygen, ok_json, refused, spawn_listening, succeeded, until_ok,
 };
 
-const PASSPHRASE: &str = "correct horse battery staple, twice over";
+pub(crate) const PASSPHRASE: &str = "correct horse battery staple, twice over";
 
-fn run(args: &[&str], node: &str, vault: &str, key: &Path) -> Output {
+pub(crate) fn run(args: &[&str], node: &str, vault: &str, key: &Path) -> Output {
     custos()
         .arg("--json")
         .args(args)
@@ -24,7 +24,7 @@ fn run(args: &[&str], node: &str, vault: &str, key: &Path) -> Output {
 }
 
 /// Starts `custos vault run` on a free loopback port; returns the child and its endpoint.
-fn start_vault(
+pub(crate) fn start_vault(
     node: &str,
     genesis: &Path,
     sealed: &Path,
