@@ -190,6 +190,12 @@ impl Denial {
         }
     }
 
+    /// Whether the refusal is for damage to the vault's own copy of the record (logged where it
+    /// is found, rate-limited, and answered DATA_LOSS), not a refusal of the requester.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Denial::Damaged { .. })
+    }
+
     /// The stable code: `not_finalized`, `unverified`, `no_consent`, `revoked`, …
     pub fn code(&self) -> &'static str {
         match self {

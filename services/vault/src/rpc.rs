@@ -159,15 +159,19 @@ pub fn field_status(error: FieldError, what: &str) -> Status {
 /// A refused release: PERMISSION_DENIED (DATA_LOSS for damage) whose message starts with the
 /// denial's code; logged (damage is logged where it is found, rate-limited).
 pub fn deny(denial: Denial) -> Status {
+    if !denial.is_damage() {
+        warn!(target: "custos::rejected", code = denial.code(), reason = %denial, "vault release refused");
+    }
     denial_status(&denial, denial.to_string())
 }
 
+/// DATA_LOSS for damage, PERMISSION_DENIED for every other refusal.
 fn denial_status(denial: &Denial, message: String) -> Status {
-    if let Denial::Damaged { .. } = denial {
-        return Status::data_loss(message);
+    if denial.is_damage() {
+        Status::data_loss(message)
+    } else {
+        Status::permission_denied(message)
     }
-    warn!(target: "custos::rejected", code = denial.code(), reason = %denial, "vault release refused");
-    Status::permission_denied(message)
 }
 
 /// An internal failure: logged in full, reported without detail.
@@ -414,11 +418,10 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                     "{denial} (refusal logged on the ledger: tx {tx} at height {})",
                     logged.height
                 );
-                if let Denial::Damaged { .. } = denial {
-                    return Status::data_loss(message);
+                if !denial.is_damage() {
+                    warn!(target: "custos::rejected", code = denial.code(), reason = %denial, report = %tx, height = logged.height, "vault release refused and reported on the ledger");
                 }
-                warn!(target: "custos::rejected", code = denial.code(), reason = %denial, report = %tx, height = logged.height, "vault release refused and reported on the ledger");
-                Status::permission_denied(message)
+                denial_status(&denial, message)
             }
             Err(e) => {
                 // The request is unknown to the ledger (nothing to attach the denial to) or the
