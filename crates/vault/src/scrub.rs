@@ -197,7 +197,7 @@ pub fn scrub<S: VaultStore>(
             bytes_read: report.bytes_read,
         });
     }
-    damaged.sort_by(|a, b| (a.record, a.part).cmp(&(b.record, b.part)));
+    damaged.sort_by_key(|d| (d.record, d.part));
     report.damaged = damaged;
     Ok(report)
 }
