@@ -8,6 +8,7 @@ mod crash;
 mod flow;
 mod governance;
 mod vault;
+mod zk;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
