@@ -63,7 +63,7 @@ pub struct AttributeSpec {
 }
 
 /// Every attribute a vault accepts.
-pub const ATTRIBUTES: [AttributeSpec; 9] = [
+pub static ATTRIBUTES: [AttributeSpec; 9] = [
     spec("age", "age in whole years", Domain::Range { max: 127 }, true, true),
     spec("smoker", "smokes", Domain::Flag, true, true),
     spec("bmi_x10", "body-mass index × 10", Domain::Range { max: 1000 }, true, true),
@@ -245,7 +245,7 @@ pub struct Coverage {
 /// What a record carrying the attributes called `names` gets.
 pub fn coverage<'a>(names: impl IntoIterator<Item = &'a str> + Clone) -> Coverage {
     let carries = |spec: &AttributeSpec| names.clone().into_iter().any(|n| n == spec.name);
-    let missing = |used: fn(&AttributeSpec) -> bool| {
+    let missing = |used: fn(&AttributeSpec) -> bool| -> Vec<&'static str> {
         ATTRIBUTES
             .iter()
             .filter(|a| used(a) && !carries(a))
