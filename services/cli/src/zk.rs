@@ -73,7 +73,10 @@ pub(crate) fn write_new_json(path: &Path, value: &serde_json::Value) -> anyhow::
         .open(path)
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
-                anyhow::anyhow!("{} already exists; refusing to overwrite it", path.display())
+                anyhow::anyhow!(
+                    "{} already exists; refusing to overwrite it",
+                    path.display()
+                )
             } else {
                 anyhow::anyhow!("cannot create {}: {e}", path.display())
             }

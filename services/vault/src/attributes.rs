@@ -64,14 +64,56 @@ pub struct AttributeSpec {
 
 /// Every attribute a vault accepts.
 pub static ATTRIBUTES: [AttributeSpec; 9] = [
-    spec("age", "age in whole years", Domain::Range { max: 127 }, true, true),
+    spec(
+        "age",
+        "age in whole years",
+        Domain::Range { max: 127 },
+        true,
+        true,
+    ),
     spec("smoker", "smokes", Domain::Flag, true, true),
-    spec("bmi_x10", "body-mass index × 10", Domain::Range { max: 1000 }, true, true),
-    spec("systolic_bp", "systolic blood pressure in mmHg", Domain::Range { max: 300 }, true, false),
-    spec("hba1c_x10", "HbA1c in % × 10", Domain::Range { max: 200 }, true, true),
-    spec("cholesterol", "total cholesterol in mg/dL", Domain::Range { max: 1000 }, true, false),
-    spec("sex", "sex, ISO/IEC 5218", Domain::Codes(SEX_CODES), true, true),
-    spec("postcode_region", "a numeric region code", Domain::Range { max: 99_999 }, true, false),
+    spec(
+        "bmi_x10",
+        "body-mass index × 10",
+        Domain::Range { max: 1000 },
+        true,
+        true,
+    ),
+    spec(
+        "systolic_bp",
+        "systolic blood pressure in mmHg",
+        Domain::Range { max: 300 },
+        true,
+        false,
+    ),
+    spec(
+        "hba1c_x10",
+        "HbA1c in % × 10",
+        Domain::Range { max: 200 },
+        true,
+        true,
+    ),
+    spec(
+        "cholesterol",
+        "total cholesterol in mg/dL",
+        Domain::Range { max: 1000 },
+        true,
+        false,
+    ),
+    spec(
+        "sex",
+        "sex, ISO/IEC 5218",
+        Domain::Codes(SEX_CODES),
+        true,
+        true,
+    ),
+    spec(
+        "postcode_region",
+        "a numeric region code",
+        Domain::Range { max: 99_999 },
+        true,
+        false,
+    ),
     spec("diabetes", "diagnosed diabetes", Domain::Flag, false, true),
 ];
 
@@ -184,7 +226,11 @@ pub fn normalize(wire: &[pb::Attribute]) -> Result<Vec<pb::Attribute>, FieldErro
     if wire.len() > ATTRIBUTES.len() {
         return Err(FieldError::new(
             "attributes",
-            format!("at most {} (one of each), got {}", ATTRIBUTES.len(), wire.len()),
+            format!(
+                "at most {} (one of each), got {}",
+                ATTRIBUTES.len(),
+                wire.len()
+            ),
         ));
     }
     let mut out: Vec<pb::Attribute> = Vec::with_capacity(wire.len());
@@ -304,21 +350,55 @@ mod tests {
                 numeric("age", 127)
             ]
         );
-        assert_eq!(parse_assignment("sex=not_applicable").unwrap(), numeric("sex", 9));
-        assert_eq!(parse_assignment("bmi_x10=284").unwrap(), numeric("bmi_x10", 284));
+        assert_eq!(
+            parse_assignment("sex=not_applicable").unwrap(),
+            numeric("sex", 9)
+        );
+        assert_eq!(
+            parse_assignment("bmi_x10=284").unwrap(),
+            numeric("bmi_x10", 284)
+        );
     }
 
     #[test]
     fn unknown_names_and_unencodable_values_are_refused_naming_the_field() {
         let cases = [
-            (vec![numeric("age", 40), numeric("weight", 80)], "attributes[1].name", "weight"),
-            (vec![numeric("age", 128)], "attributes[0].numeric", "0..=127"),
+            (
+                vec![numeric("age", 40), numeric("weight", 80)],
+                "attributes[1].name",
+                "weight",
+            ),
+            (
+                vec![numeric("age", 128)],
+                "attributes[0].numeric",
+                "0..=127",
+            ),
             (vec![numeric("age", -1)], "attributes[0].numeric", "got -1"),
-            (vec![numeric("sex", 3)], "attributes[0].numeric", "9 (not_applicable)"),
-            (vec![label("sex", "robot")], "attributes[0].categorical", "robot"),
-            (vec![label("age", "old")], "attributes[0].categorical", "`age`"),
-            (vec![numeric("smoker", 2)], "attributes[0].numeric", "0 (no) or 1 (yes)"),
-            (vec![numeric("age", 1), label("age", "2")], "attributes[1].name", "more than once"),
+            (
+                vec![numeric("sex", 3)],
+                "attributes[0].numeric",
+                "9 (not_applicable)",
+            ),
+            (
+                vec![label("sex", "robot")],
+                "attributes[0].categorical",
+                "robot",
+            ),
+            (
+                vec![label("age", "old")],
+                "attributes[0].categorical",
+                "`age`",
+            ),
+            (
+                vec![numeric("smoker", 2)],
+                "attributes[0].numeric",
+                "0 (no) or 1 (yes)",
+            ),
+            (
+                vec![numeric("age", 1), label("age", "2")],
+                "attributes[1].name",
+                "more than once",
+            ),
             (
                 vec![pb::Attribute {
                     name: "age".into(),
@@ -337,7 +417,11 @@ mod tests {
         assert_eq!(normalize(&too_many).unwrap_err().field, "attributes");
         assert!(parse_assignment("age").unwrap_err().contains("name=value"));
         assert!(parse_assignment("weight=3").unwrap_err().contains("weight"));
-        assert!(parse_assignment("postcode_region=100000").unwrap_err().contains("99999"));
+        assert!(
+            parse_assignment("postcode_region=100000")
+                .unwrap_err()
+                .contains("99999")
+        );
     }
 
     #[test]

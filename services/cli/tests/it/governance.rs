@@ -150,8 +150,26 @@ async fn an_organisation_joins_after_genesis_and_becomes_a_member() {
     let join = d.join("join.tx");
     let j = join.to_str().unwrap();
     for (change, flag) in [
-        (&["add-organisation", "--role", "patient", "--organisation", "newco"][..], "--role"),
-        (&["add-organisation", "--role", "partner", "--organisation", "New Co"][..], "--organisation"),
+        (
+            &[
+                "add-organisation",
+                "--role",
+                "patient",
+                "--organisation",
+                "newco",
+            ][..],
+            "--role",
+        ),
+        (
+            &[
+                "add-organisation",
+                "--role",
+                "partner",
+                "--organisation",
+                "New Co",
+            ][..],
+            "--organisation",
+        ),
     ] {
         let why = refused(propose(&newco, j, change));
         assert!(why.contains(flag), "{why}");
@@ -160,7 +178,13 @@ async fn an_organisation_joins_after_genesis_and_becomes_a_member() {
     let why = refused(propose(
         &key("hospital"),
         j,
-        &["add-organisation", "--role", "partner", "--organisation", "st-mary"],
+        &[
+            "add-organisation",
+            "--role",
+            "partner",
+            "--organisation",
+            "st-mary",
+        ],
     ));
     assert!(why.contains("already registered"), "{why}");
 
@@ -168,7 +192,13 @@ async fn an_organisation_joins_after_genesis_and_becomes_a_member() {
     let proposed = ok_json(propose(
         &newco,
         j,
-        &["add-organisation", "--role", "partner", "--organisation", "newco-research"],
+        &[
+            "add-organisation",
+            "--role",
+            "partner",
+            "--organisation",
+            "newco-research",
+        ],
     ));
     assert_eq!(proposed["kind"], "register_party");
     let cosigned = |file: &str, who: &str| {
@@ -177,7 +207,10 @@ async fn an_organisation_joins_after_genesis_and_becomes_a_member() {
     cosigned(j, "hospital");
     // One member is not enough: refused, and the organisation is not registered.
     let err = refused(run(&["governance", "submit", j, "--node", &node]));
-    assert!(err.contains("governance needs signatures of at least 2 of 3"), "{err}");
+    assert!(
+        err.contains("governance needs signatures of at least 2 of 3"),
+        "{err}"
+    );
     assert!(party(&newco_pk).await.is_err());
     cosigned(j, "insurer");
     let submitted = ok_json(
@@ -213,7 +246,11 @@ async fn an_organisation_joins_after_genesis_and_becomes_a_member() {
     // Four members now: the new one's signature counts towards the 2/3 (3 of 4).
     let raise = d.join("raise-k.tx");
     let r = raise.to_str().unwrap();
-    succeeded(propose(&newco, r, &["set-parameters", "--min-cohort-size", "30"]));
+    succeeded(propose(
+        &newco,
+        r,
+        &["set-parameters", "--min-cohort-size", "30"],
+    ));
     cosigned(r, "hospital");
     let err = refused(run(&["governance", "submit", r, "--node", &node]));
     assert!(err.contains("at least 3 of 4"), "{err}");

@@ -578,12 +578,27 @@ fn put_refuses_unknown_attributes_and_unencodable_values_and_says_what_it_regist
     // Each refusal names the attribute and what it expected; nothing is stored.
     for (attrs, says) in [
         (&["age=42", "weight=80"][..], "unknown attribute `weight`"),
-        (&["age=200"][..], "`age`: expected a whole number in 0..=127, got 200"),
-        (&["age=-1"][..], "`age`: expected a whole number in 0..=127, got -1"),
-        (&["sex=robot"][..], "`sex`: expected one of 0 (not_known), 1 (male), 2 (female)"),
+        (
+            &["age=200"][..],
+            "`age`: expected a whole number in 0..=127, got 200",
+        ),
+        (
+            &["age=-1"][..],
+            "`age`: expected a whole number in 0..=127, got -1",
+        ),
+        (
+            &["sex=robot"][..],
+            "`sex`: expected one of 0 (not_known), 1 (male), 2 (female)",
+        ),
         (&["sex=3"][..], "`sex`: expected one of"),
-        (&["smoker=maybe"][..], "`smoker`: expected 0 (no) or 1 (yes)"),
-        (&["diabetes=2"][..], "`diabetes`: expected 0 (no) or 1 (yes), got 2"),
+        (
+            &["smoker=maybe"][..],
+            "`smoker`: expected 0 (no) or 1 (yes)",
+        ),
+        (
+            &["diabetes=2"][..],
+            "`diabetes`: expected 0 (no) or 1 (yes), got 2",
+        ),
         (&["bmi_x10=28.4"][..], "`bmi_x10`: expected a whole number"),
         (&["age=42", "age=43"][..], "`age` appears more than once"),
         (&["age"][..], "expected name=value"),

@@ -49,7 +49,15 @@ fn snarkjs_verifies_the_proof_the_cli_wrote_and_refuses_a_tampered_input() {
     let export_to = d.join("exported.json");
     let export = || {
         custos()
-            .args(["--json", "zk", "export-vk", "--node", &node, "--verifying-key", vk])
+            .args([
+                "--json",
+                "zk",
+                "export-vk",
+                "--node",
+                &node,
+                "--verifying-key",
+                vk,
+            ])
             .arg("--out")
             .arg(&export_to)
             .output()
@@ -64,7 +72,13 @@ fn snarkjs_verifies_the_proof_the_cli_wrote_and_refuses_a_tampered_input() {
         custos()
             .args(["governance", "propose", "--node", &node, "--key"])
             .arg(&hospital)
-            .args(["--out", p, "register-verifying-key", "--circuit", "predicate-8x8"])
+            .args([
+                "--out",
+                p,
+                "register-verifying-key",
+                "--circuit",
+                "predicate-8x8",
+            ])
             .args(["--hash", &key_id])
             .output()
             .unwrap(),
@@ -107,7 +121,11 @@ fn snarkjs_verifies_the_proof_the_cli_wrote_and_refuses_a_tampered_input() {
         Some(&zk.join("predicate.pk")),
     );
     let checkup = d.join("checkup.json");
-    std::fs::write(&checkup, br#"{"resourceType":"Bundle","type":"collection"}"#).unwrap();
+    std::fs::write(
+        &checkup,
+        br#"{"resourceType":"Bundle","type":"collection"}"#,
+    )
+    .unwrap();
     let mut put = vec![
         "vault",
         "put",

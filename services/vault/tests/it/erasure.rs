@@ -31,7 +31,9 @@ async fn after_erasure_neither_plaintext_nor_keys_can_be_found_in_the_vaults_fil
     let marker = "postcode_region".to_string();
     let attribute = pb::Attribute {
         name: marker.clone(),
-        value: Some(pb::attribute::Value::Numeric(i64::from(random32()[0]) * 391)),
+        value: Some(pb::attribute::Value::Numeric(
+            i64::from(random32()[0]) * 391,
+        )),
     };
     let record = vn
         .put_with(&patient, plaintext.clone(), vec![attribute])
