@@ -731,15 +731,20 @@ async fn prove(
             let files = match (&export, written.is_empty()) {
                 (Some(e), true) => format!("\nno proof to write into {}", e.dir.display()),
                 (Some(e), false) => format!(
-                    "\nwrote {} into {}; check it: snarkjs groth16 verify \
-                     verification_key.json public.json proof.json",
+                    "\nwrote {} into {}; check it there: snarkjs groth16 verify \
+                     verification_key.json public.json proof.json{}",
                     written
                         .iter()
                         .filter_map(|f| f.file_name())
                         .map(|f| f.to_string_lossy())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    e.dir.display()
+                    e.dir.display(),
+                    if e.with_verification_key {
+                        ""
+                    } else {
+                        " (the key from `custos zk export-vk`)"
+                    }
                 ),
                 (None, _) => String::new(),
             };
