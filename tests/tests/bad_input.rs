@@ -2,6 +2,7 @@
 //! the field or the reason, and that the chain is unchanged afterwards: same height, log size,
 //! log root and state root, and nothing pending.
 
+use custos_crypto::context::TRANSACTION;
 use custos_crypto::{PartyKeys, SigningKeyPair};
 use custos_proto::access::v1 as access_pb;
 use custos_proto::audit::v1 as audit_pb;
@@ -87,13 +88,14 @@ async fn sign_wire(
     .into_inner()
     .next_nonce;
     let body = ledger_pb::TransactionBody {
-        version: 1,
+        version: 2,
         chain_id: net.client.chain_id().to_string(),
         nonce,
+        author: key.public().as_bytes().to_vec(),
         kind: Some(kind),
     }
     .encode_to_vec();
-    let signature = key.sign(&body).to_bytes().to_vec();
+    let signature = key.sign_in(TRANSACTION, &body).to_bytes().to_vec();
     ledger_pb::SignedTransaction {
         body,
         author: key.public().as_bytes().to_vec(),
@@ -222,7 +224,11 @@ async fn a_valid_signature_by_someone_other_than_the_author_is_refused() {
     let (claimed, signer) = (new_keys(), new_keys());
     // Signed by `signer` over a body that registers `claimed`, claiming `claimed` as author.
     let mut tx = registration(&net, &claimed, 0).to_wire();
-    tx.signature = signer.identity.sign(&tx.body).to_bytes().to_vec();
+    tx.signature = signer
+        .identity
+        .sign_in(TRANSACTION, &tx.body)
+        .to_bytes()
+        .to_vec();
     let before = net.snapshot().await.unwrap();
     assert_refused(
         submit(&net, tx).await,
@@ -242,11 +248,16 @@ async fn a_replayed_transaction_and_a_reused_nonce_are_refused() {
     assert_eq!(finalized.status, ledger_pb::TxStatus::Finalized as i32);
     let before = net.snapshot().await.unwrap();
 
-    // The same transaction again.
+    // The same transaction again: refused, naming its own finalized entry.
     assert_refused(
         submit(&net, first.to_wire()).await,
-        Code::FailedPrecondition,
-        &["replayed nonce 0", "next nonce is 1"],
+        Code::AlreadyExists,
+        &[
+            &first.id().to_hex(),
+            "already finalized",
+            &format!("height {}", finalized.height),
+            &format!("log index {}", finalized.entry_index),
+        ],
     );
     net.assert_unchanged(&before).await.unwrap();
 
@@ -432,7 +443,11 @@ async fn a_message_over_the_size_limit_is_refused() {
     let author = new_keys();
     let body = vec![0x2a; 300 * 1024];
     let tx = ledger_pb::SignedTransaction {
-        signature: author.identity.sign(&body).to_bytes().to_vec(),
+        signature: author
+            .identity
+            .sign_in(TRANSACTION, &body)
+            .to_bytes()
+            .to_vec(),
         author: party(&author).to_vec(),
         body,
         cosignatures: vec![],
@@ -511,5 +526,99 @@ async fn a_signed_read_signed_for_another_method_is_refused() {
         &["body.method", LIST_CONSENTS, QUERY_ACCESS_LOG],
     );
     net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
+/// The defect the v2 format closes: a second partner signs the first partner's very body bytes (or
+/// the same fields at the same nonce). It can never take the first's transaction or request id,
+/// and the first's decision, as the audit log serves it, stays the first's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_partner_cannot_take_the_first_partners_request_id() {
+    let net = TestNet::start(1).await.unwrap();
+    let patient = &net.patients[0];
+    let record = net.register_record(patient).await.unwrap();
+    net.grant(
+        patient,
+        &net.insurer,
+        &[Purpose::HPAYMT],
+        &[AccessMode::Raw],
+    )
+    .await
+    .unwrap();
+    let request = custos_types::tx::RequestAccess {
+        record_id: record,
+        purpose: Purpose::HPAYMT,
+        mode: AccessMode::Raw,
+        justification_digest: None,
+        query: vec![],
+    };
+    let (acme, adco) = (&net.insurer, &net.advertiser);
+    let acme_tx = net
+        .client
+        .sign(acme, TxKind::RequestAccess(request.clone()))
+        .await
+        .unwrap();
+    let granted = request_access(&net, acme_tx.to_wire()).await.unwrap();
+    let granted = granted.decision.unwrap();
+    assert!(granted.granted, "{granted:?}");
+    assert_eq!(granted.request_id, acme_tx.id().to_vec());
+    let before = net.snapshot().await.unwrap();
+
+    // AdCo signs Acme's exact body bytes as their author: refused before any work, nothing
+    // written.
+    let mut stolen = acme_tx.to_wire();
+    stolen.author = party(adco).to_vec();
+    stolen.signature = adco
+        .identity
+        .sign_in(TRANSACTION, &stolen.body)
+        .to_bytes()
+        .to_vec();
+    assert_refused(
+        request_access(&net, stolen).await,
+        Code::Unauthenticated,
+        &["body.author", &party(acme).short(), &party(adco).short()],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+
+    // AdCo sends the same fields at the same nonce under its own name: another id, its own denial.
+    let same = TransactionBody {
+        chain_id: net.client.chain_id().clone(),
+        nonce: acme_tx.body().nonce,
+        kind: TxKind::RequestAccess(request),
+    };
+    let adco_tx = SignedTransaction::sign(&same, &adco.identity);
+    assert_ne!(adco_tx.id(), acme_tx.id());
+    let denied = request_access(&net, adco_tx.to_wire()).await.unwrap();
+    let denied = denied.decision.unwrap();
+    assert!(!denied.granted, "{denied:?}");
+    assert_eq!(denied.request_id, adco_tx.id().to_vec());
+    assert_eq!(denied.requester, party(adco).to_vec());
+
+    // Acme's decision, as the auditor reads it, is still Acme's grant, and it is logged once.
+    let log = net
+        .client
+        .access_log_all(
+            &net.auditor,
+            &audit_pb::AccessLogQuery {
+                record_id: record.to_vec(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let of = |id: &[u8]| {
+        log.iter()
+            .filter_map(|e| e.decision.as_ref())
+            .filter(|d| d.request_id == id)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let acme_entries = of(&acme_tx.id().to_vec());
+    assert_eq!(acme_entries.len(), 1, "{log:?}");
+    assert!(acme_entries[0].granted);
+    assert_eq!(acme_entries[0].requester, party(acme).to_vec());
+    let adco_entries = of(&adco_tx.id().to_vec());
+    assert_eq!(adco_entries.len(), 1, "{log:?}");
+    assert_eq!(adco_entries[0].requester, party(adco).to_vec());
     net.stop().await.unwrap();
 }

@@ -60,7 +60,7 @@ async fn a_patient_registered_by_a_generic_protobuf_encoder_is_finalized_and_vis
     set(&mut register, "organisation", Value::String(String::new()));
 
     let mut body = DynamicMessage::new(message(&pool, "custos.ledger.v1.TransactionBody"));
-    set(&mut body, "version", Value::U32(1));
+    set(&mut body, "version", Value::U32(2));
     set(
         &mut body,
         "chain_id",
@@ -68,9 +68,13 @@ async fn a_patient_registered_by_a_generic_protobuf_encoder_is_finalized_and_vis
     );
     // A new author's first nonce.
     set(&mut body, "nonce", Value::U64(0));
+    // The body names its author (docs/spec/transactions.md).
+    set(&mut body, "author", bytes(&public));
     set(&mut body, "register_party", Value::Message(register));
     let body_bytes = body.encode_to_vec();
-    let signature = key.sign(&body_bytes).to_bytes();
+    // The signature covers the transaction context, then the body bytes.
+    let signed = [b"custos/transaction/v2".as_slice(), &body_bytes].concat();
+    let signature = key.sign(&signed).to_bytes();
 
     let mut tx = DynamicMessage::new(message(&pool, "custos.ledger.v1.SignedTransaction"));
     set(&mut tx, "body", bytes(&body_bytes));
@@ -95,6 +99,15 @@ async fn a_patient_registered_by_a_generic_protobuf_encoder_is_finalized_and_vis
             .get_field_by_name("status")
             .and_then(|v| v.as_enum_number()),
         Some(finalized),
+        "{response:?}"
+    );
+    // The transaction id is SHA-256 of the tx-id domain, then the body bytes.
+    let expected_id = custos_crypto::sha256(&[b"custos/tx-id/v2".as_slice(), &body_bytes].concat());
+    assert_eq!(
+        response
+            .get_field_by_name("tx_id")
+            .and_then(|v| v.as_bytes().map(|b| b.to_vec())),
+        Some(expected_id.as_bytes().to_vec()),
         "{response:?}"
     );
     assert!(

@@ -1,4 +1,4 @@
-//! Offline verification of an audit bundle (`custos.audit.v1.AuditBundle`, format version 1):
+//! Offline verification of an audit bundle (`custos.audit.v1.AuditBundle`, format version 2):
 //! the header chain from the genesis with every certificate under the validator set its
 //! predecessor named, and every entry of the exported blocks, none missing, none added, none
 //! changed, in order.
@@ -17,13 +17,15 @@ use custos_types::{EntryKind, Genesis, LedgerEntry};
 use crate::verify::genesis_validators;
 
 /// The bundle format this verifier reads.
-pub const BUNDLE_VERSION: u32 = 1;
+pub const BUNDLE_VERSION: u32 = 2;
 
 /// Why a bundle does not verify; each variant names the part that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BundleError {
     /// The bundle is of another format version.
-    #[error("bundle version: expected {BUNDLE_VERSION}, got {0}")]
+    #[error(
+        "bundle format version {0} is not supported: this verifier reads version {BUNDLE_VERSION} (docs/spec/audit-bundle.md); export the bundle again with a current node"
+    )]
     Version(u32),
     /// The bundle is for another chain.
     #[error("chain: the bundle is for `{bundle}`, the genesis for `{genesis}`")]

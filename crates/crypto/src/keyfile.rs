@@ -10,6 +10,9 @@ use crate::keys::{KeyError, PublicKey, SecretKey, SigningKeyPair};
 
 /// Format tag of a key file.
 pub const KEY_FILE_KIND: &str = "custos-party-key";
+/// Format version of a key file. The key material did not change with the v2 transaction and
+/// read formats, so key files stay at version 1; any other version is refused by name.
+pub const KEY_FILE_VERSION: u32 = 1;
 
 /// A party's keys: sign with the identity, receive wrapped data keys on the encryption key.
 #[derive(Clone)]
@@ -47,7 +50,7 @@ impl PartyKeys {
     pub fn to_file(&self) -> KeyFile {
         KeyFile {
             kind: KEY_FILE_KIND.to_string(),
-            version: 1,
+            version: KEY_FILE_VERSION,
             public_key: self.identity.public().to_hex(),
             encryption_public_key: hex::encode(self.encryption_public()),
             secret_key: hex::encode(self.identity.secret().expose()),
@@ -57,10 +60,17 @@ impl PartyKeys {
 
     /// Keys from their file form; checks that the public keys match the secrets.
     pub fn from_file(file: &KeyFile) -> Result<Self, KeyError> {
-        if file.kind != KEY_FILE_KIND || file.version != 1 {
+        if file.kind != KEY_FILE_KIND {
             return Err(KeyError::PublicKey(format!(
-                "not a version 1 {KEY_FILE_KIND} file (kind `{}`, version {})",
-                file.kind, file.version
+                "not a {KEY_FILE_KIND} file (kind `{}`)",
+                file.kind
+            )));
+        }
+        if file.version != KEY_FILE_VERSION {
+            return Err(KeyError::PublicKey(format!(
+                "key file version {} is not supported: this build reads version {KEY_FILE_VERSION} \
+                 (docs/spec/files.md)",
+                file.version
             )));
         }
         let mut secret = hex::decode(&file.secret_key)
@@ -159,5 +169,25 @@ mod tests {
         forged.public_key = PartyKeys::generate(&mut CountingRng(9)).public().to_hex();
         assert!(PartyKeys::from_file(&forged).is_err());
         assert!(!format!("{file:?}").contains(&file.secret_key));
+    }
+
+    #[test]
+    fn key_files_of_another_version_or_kind_are_refused_by_name() {
+        let file = PartyKeys::generate(&mut CountingRng(0)).to_file();
+        for version in [0, 2, 7] {
+            let mut other = file.clone();
+            other.version = version;
+            let error = PartyKeys::from_file(&other).expect_err("unsupported version");
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("key file version {version} is not supported")),
+                "{error}"
+            );
+        }
+        let mut other = file.clone();
+        other.kind = "custos-sealed-key".into();
+        let error = PartyKeys::from_file(&other).expect_err("another kind");
+        assert!(error.to_string().contains("custos-sealed-key"), "{error}");
     }
 }

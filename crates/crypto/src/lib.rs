@@ -9,7 +9,7 @@ mod keyfile;
 mod keys;
 
 pub use hash::{Hash, HashParseError, sha256, sha256_parts};
-pub use keyfile::{KEY_FILE_KIND, KeyFile, PartyKeys};
+pub use keyfile::{KEY_FILE_KIND, KEY_FILE_VERSION, KeyFile, PartyKeys};
 pub use keys::{KeyError, PublicKey, SecretKey, Signature, SigningKeyPair};
 
 /// Compares two byte strings in constant time (for secrets, MACs and digests of secrets).

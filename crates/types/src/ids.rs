@@ -52,7 +52,7 @@ macro_rules! hash_id {
 }
 
 hash_id!(
-    /// SHA-256 of a transaction body: names a transaction.
+    /// Names a transaction: SHA-256("custos/tx-id/v2" ‖ its body bytes), which name the author.
     TxId
 );
 hash_id!(

@@ -30,7 +30,7 @@ pub use read::{ReadBody, SignedRead};
 pub use tx::{SignedTransaction, TransactionBody, TxKind};
 
 /// Version of every top-level signed or persisted encoding defined here.
-pub const ENCODING_VERSION: u32 = 1;
+pub const ENCODING_VERSION: u32 = 2;
 
 /// Largest serialized transaction (envelope included) a node accepts.
 pub const MAX_TX_BYTES: usize = 64 * 1024;

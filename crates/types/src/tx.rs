@@ -1,12 +1,16 @@
 //! Transaction bodies and signed transactions.
 //!
-//! The author signs exactly the serialized body bytes as transmitted. [`SignedTransaction::
-//! from_wire`] checks sizes and signatures before it decodes anything, and keeps the original
-//! bytes: nothing is ever re-encoded to check a signature.
+//! The author signs `custos/transaction/v2 ‖ body bytes` exactly as transmitted
+//! (`docs/spec/transactions.md`). The body names its author, so the transaction id,
+//! `SHA-256("custos/tx-id/v2" ‖ body bytes)`, is the author's alone: two authors can never produce
+//! one transaction, request or consent id. [`SignedTransaction::from_wire`] checks sizes and
+//! signatures before it decodes anything, and keeps the original bytes: nothing is ever
+//! re-encoded to check a signature.
 
 use std::collections::BTreeSet;
 
-use custos_crypto::{Hash, PublicKey, Signature, SigningKeyPair, sha256};
+use custos_crypto::context::{TRANSACTION, TX_ID};
+use custos_crypto::{Hash, PublicKey, Signature, SigningKeyPair, sha256_parts};
 use custos_proto::access::v1 as access_pb;
 use custos_proto::consent::v1 as consent_pb;
 use custos_proto::ledger::v1 as pb;
@@ -224,7 +228,8 @@ impl TxKind {
     }
 }
 
-/// What an author signs.
+/// What an author signs (besides its own key, which the wire body names in `author` and
+/// [`SignedTransaction::sign`] fills in).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct TransactionBody {
     /// The chain the transaction is for.
@@ -469,9 +474,11 @@ fn governance_to_wire(g: &Governance) -> pb::Governance {
     }
 }
 
-impl From<&TransactionBody> for pb::TransactionBody {
-    fn from(body: &TransactionBody) -> Self {
+impl TransactionBody {
+    /// The wire body as `author` signs it.
+    pub fn to_wire(&self, author: &PartyId) -> pb::TransactionBody {
         use pb::transaction_body::Kind;
+        let body = self;
         let kind = match &body.kind {
             TxKind::RegisterParty(p) => Kind::RegisterParty(consent_pb::RegisterParty {
                 party: p.party.to_vec(),
@@ -524,6 +531,7 @@ impl From<&TransactionBody> for pb::TransactionBody {
             version: ENCODING_VERSION,
             chain_id: body.chain_id.as_str().to_string(),
             nonce: body.nonce.0,
+            author: author.to_vec(),
             kind: Some(kind),
         }
     }
@@ -566,12 +574,18 @@ impl SignedTransaction {
         let author = PartyId::from_field(&wire.author, "author")?;
         let signature = Signature::from_slice(&wire.signature)
             .map_err(|e| FieldError::new("signature", e.to_string()))?;
-        author.0.verify(&wire.body, &signature).map_err(|_| {
-            FieldError::new(
-                "signature",
-                format!("does not verify over body for author {}", author.short()),
-            )
-        })?;
+        author
+            .0
+            .verify_in(TRANSACTION, &wire.body, &signature)
+            .map_err(|_| {
+                FieldError::new(
+                    "signature",
+                    format!(
+                        "does not verify over custos/transaction/v2 ‖ body for author {}",
+                        author.short()
+                    ),
+                )
+            })?;
         if wire.cosignatures.len() > MAX_COSIGNATURES {
             return Err(FieldError::new(
                 "cosignatures",
@@ -588,12 +602,15 @@ impl SignedTransaction {
             let signer = PartyId::from_field(&co.signer, &format!("{field}.signer"))?;
             let sig = Signature::from_slice(&co.signature)
                 .map_err(|e| FieldError::new(format!("{field}.signature"), e.to_string()))?;
-            signer.0.verify(&wire.body, &sig).map_err(|_| {
-                FieldError::new(
-                    format!("{field}.signature"),
-                    format!("does not verify over body for signer {}", signer.short()),
-                )
-            })?;
+            signer
+                .0
+                .verify_in(TRANSACTION, &wire.body, &sig)
+                .map_err(|_| {
+                    FieldError::new(
+                        format!("{field}.signature"),
+                        format!("does not verify over body for signer {}", signer.short()),
+                    )
+                })?;
             if !seen.insert(signer) {
                 return Err(FieldError::new(
                     format!("{field}.signer"),
@@ -604,9 +621,20 @@ impl SignedTransaction {
         }
         let decoded = pb::TransactionBody::decode(wire.body.as_slice())
             .map_err(|e| FieldError::new("body", format!("not a TransactionBody: {e}")))?;
+        if decoded.version == ENCODING_VERSION && decoded.author != wire.author {
+            let named = PartyId::from_field(&decoded.author, "body.author")?;
+            return Err(FieldError::new(
+                "body.author",
+                format!(
+                    "the body names author {} but is signed by {}",
+                    named.short(),
+                    author.short()
+                ),
+            ));
+        }
         let body = TransactionBody::try_from(decoded).within("body")?;
         Ok(SignedTransaction {
-            id: TxId(sha256(&wire.body)),
+            id: tx_id(&wire.body),
             body,
             body_bytes: wire.body,
             author,
@@ -627,13 +655,14 @@ impl SignedTransaction {
 
     /// Serializes `body` and signs it with `key`.
     pub fn sign(body: &TransactionBody, key: &SigningKeyPair) -> Self {
-        let body_bytes = pb::TransactionBody::from(body).encode_to_vec();
-        let signature = key.sign(&body_bytes);
+        let author = PartyId(key.public());
+        let body_bytes = body.to_wire(&author).encode_to_vec();
+        let signature = key.sign_in(TRANSACTION, &body_bytes);
         SignedTransaction {
-            id: TxId(sha256(&body_bytes)),
+            id: tx_id(&body_bytes),
             body: body.clone(),
             body_bytes,
-            author: PartyId(key.public()),
+            author,
             signature,
             cosignatures: Vec::new(),
         }
@@ -643,7 +672,8 @@ impl SignedTransaction {
     pub fn cosign(&mut self, key: &SigningKeyPair) {
         let signer = PartyId(key.public());
         if signer != self.author && !self.cosignatures.iter().any(|(s, _)| *s == signer) {
-            self.cosignatures.push((signer, key.sign(&self.body_bytes)));
+            self.cosignatures
+                .push((signer, key.sign_in(TRANSACTION, &self.body_bytes)));
         }
     }
 
@@ -664,7 +694,7 @@ impl SignedTransaction {
         }
     }
 
-    /// SHA-256 of the body bytes.
+    /// The transaction id: `SHA-256("custos/tx-id/v2" ‖ body bytes)`.
     pub fn id(&self) -> TxId {
         self.id
     }
@@ -695,4 +725,10 @@ impl SignedTransaction {
     pub fn author_key(&self) -> PublicKey {
         self.author.0
     }
+}
+
+/// The id of the transaction whose signed body bytes are `body`: `SHA-256("custos/tx-id/v2" ‖
+/// body)`. The body names its author, so the id is the author's alone.
+pub fn tx_id(body: &[u8]) -> TxId {
+    TxId(sha256_parts(&[TX_ID, body]))
 }

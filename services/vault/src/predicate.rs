@@ -59,7 +59,7 @@ pub fn load_proving_key(path: &Path) -> Result<ProvingKeyArtifact, String> {
 /// Why a proof cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ProveError {
-    /// The request body does not hash to the request id, or is not a predicate request for
+    /// The request body's transaction id is not the request id, or is not a predicate request for
     /// this record.
     #[error("body.query.request_body: {0}")]
     Body(String),
@@ -81,17 +81,17 @@ pub fn predicate_of(
     body: &[u8],
     record: custos_types::RecordId,
 ) -> Result<Predicate, ProveError> {
-    if custos_crypto::sha256(body) != request.0 {
-        return Err(ProveError::Body(format!(
-            "its SHA-256 is not request {}",
-            request.short()
-        )));
-    }
     if body.len() > custos_types::MAX_TX_BYTES {
         return Err(ProveError::Body(format!(
             "at most {} bytes, got {}",
             custos_types::MAX_TX_BYTES,
             body.len()
+        )));
+    }
+    if custos_types::tx::tx_id(body).0 != request.0 {
+        return Err(ProveError::Body(format!(
+            "its transaction id (SHA-256 of custos/tx-id/v2 ‖ body) is not request {}",
+            request.short()
         )));
     }
     let wire = custos_proto::ledger::v1::TransactionBody::decode(body)

@@ -89,7 +89,7 @@ fn the_aggregate_scope_and_cohort_decision_encodings_are_pinned() {
         ],
         [
             "575caccfeac70bea648dc6d9678b8106dbc364a59c0a84b77e9364ab7a48fdef",
-            "445aacee89cb4ac9794bd176147838fd0767a8f4e919bdfed9a7c8c20372d91d"
+            "4f833a6580aa46c3ef5af629632ccf3f10d0a2874fdd54e8dbf5dad9fc8f8477"
         ],
         "the AggregateScope or AccessDecision encoding changed: update these pins on purpose"
     );

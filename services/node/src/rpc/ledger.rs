@@ -49,19 +49,20 @@ pub async fn submit_transaction(
     let committed = ctx.core.next_nonce(&tx.author());
     let nonce = tx.body().nonce.0;
     if nonce < committed {
-        let replay = custos_consent::TxError::ReplayedNonce {
+        // A client retrying the very same transaction learns where it already is. The id binds
+        // the author (it hashes a body that names it), so the entry found is this author's.
+        if let Some((height, index)) = ctx.core.store().transaction(&id).map_err(internal)? {
+            tracing::warn!(target: "custos::rejected", tx = %id.short(), "transaction already finalized");
+            return Err(Status::already_exists(format!(
+                "transaction {id} by {} is already finalized at height {height}, log index {index}",
+                tx.author().short()
+            )));
+        }
+        return Err(tx_status(custos_consent::TxError::ReplayedNonce {
             author: tx.author().short(),
             expected: committed,
             got: nonce,
-        };
-        // A client retrying the very same transaction learns where it already is.
-        if let Some((height, index)) = ctx.core.store().transaction(&id).map_err(internal)? {
-            tracing::warn!(target: "custos::rejected", reason = %replay, "transaction refused");
-            return Err(Status::failed_precondition(format!(
-                "{replay}; this transaction is already finalized at height {height}, log index {index}"
-            )));
-        }
-        return Err(tx_status(replay));
+        }));
     }
     // A transaction that follows pending ones of its author is checked when its block is built.
     if nonce == committed {

@@ -41,7 +41,8 @@ pub fn field_status(error: FieldError, what: &str) -> Status {
     warn!(target: "custos::rejected", what, field = %error.field, reason = %error.reason, "refused");
     let auth = error.field.starts_with("signature")
         || error.field.starts_with("cosignatures")
-        || error.field.ends_with(".signature");
+        || error.field.ends_with(".signature")
+        || error.field == "body.author";
     if auth {
         Status::unauthenticated(error.to_string())
     } else {
