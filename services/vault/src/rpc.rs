@@ -1137,8 +1137,10 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
         };
         let read = self.authorize(&header_read, methods::PUT)?;
         self.require_custodian(&read, "put records")?;
-        let wire: pb::RecordHeader = read
+        let mut wire: pb::RecordHeader = read
             .query()
+            .map_err(|e| field_status(e.within("header"), "put"))?;
+        wire.attributes = crate::attributes::normalize(&wire.attributes)
             .map_err(|e| field_status(e.within("header"), "put"))?;
         let record = NewRecord::from_wire(&wire, || {
             let mut id = [0u8; 32];

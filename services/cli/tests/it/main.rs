@@ -9,6 +9,7 @@ mod flow;
 mod governance;
 mod vault;
 mod vault_damage;
+mod zk;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
