@@ -246,88 +246,13 @@ async fn bench_latency(quick: bool) {
     let rate = 1_000.0;
     let seconds = if quick { 3 } else { 8 };
     let n = (rate * seconds as f64) as usize;
-    println!(
-        "submit→finalized on a one-validator node over gRPC, offered {rate:.0} tx/s for {seconds} s:"
-    );
-    println!(
-        "  baseline gRPC round trip (status)  p50 {:>7.2} ms  p99 {:>7.2} ms",
-        percentile(&rtt, 0.5),
-        percentile(&rtt, 0.99)
-    );
-    let idle = open_loop(&client, registrations(&c.genesis.chain_id, n), rate).await;
-    print_latency("submit→finalized, idle", n, &idle, &rtt);
-
-    // The same load while 16 clients, each a registered patient, call VerifyChain (the read
-    // that once re-verified every header per call) back to back.
-    let mut readers = Vec::new();
-    for _ in 0..16 {
-        let keys = PartyKeys::generate(&mut rand::rngs::OsRng);
-        let registration = registrations_of(&c.genesis.chain_id, &[&keys]);
-        client
-            .submit_signed(&registration[0], true)
-            .await
-            .expect("reader registered");
-        readers.push(keys);
-    }
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let tasks: Vec<_> = readers
-        .into_iter()
-        .map(|keys| {
-            let (client, stop, calls) = (client.clone(), stop.clone(), calls.clone());
-            tokio::spawn(async move {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let read = client.signed_read(
-                        &keys,
-                        custos_client::methods::VERIFY_CHAIN,
-                        &custos_proto::audit::v1::BundleQuery::default(),
-                    );
-                    let _ = client.audit().verify_chain(read).await;
-                    calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    let started = Instant::now();
-    let loaded = open_loop(&client, registrations(&c.genesis.chain_id, n), rate).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for task in tasks {
-        let _ = task.await;
-    }
-    let reads = calls.load(std::sync::atomic::Ordering::Relaxed) as f64;
-    print_latency(
-        &format!(
-            "  … under 16 VerifyChain callers ({:.0} calls/s)",
-            reads / started.elapsed().as_secs_f64()
-        ),
-        n,
-        &loaded,
-        &rtt,
-    );
-    if !idle.0.is_empty() && !loaded.0.is_empty() {
-        println!(
-            "  loaded / idle                      p50 {:>7.2}x     p99 {:>7.2}x",
-            percentile(&loaded.0, 0.5) / percentile(&idle.0, 0.5),
-            percentile(&loaded.0, 0.99) / percentile(&idle.0, 0.99)
-        );
-    }
-    node.stop().await.expect("stop");
-}
-
-/// Patient self-registrations of fresh keys.
-fn registrations(chain: &ChainId, n: usize) -> Vec<SignedTransaction> {
-    let keys: Vec<PartyKeys> = (0..n)
-        .map(|_| PartyKeys::generate(&mut rand::rngs::OsRng))
-        .collect();
-    registrations_of(chain, &keys.iter().collect::<Vec<_>>())
-}
-
-/// Each of `keys` registering itself as a patient.
-fn registrations_of(chain: &ChainId, keys: &[&PartyKeys]) -> Vec<SignedTransaction> {
-    keys.iter()
-        .map(|p| {
+    let mut rng = rand::rngs::OsRng;
+    let chain = c.genesis.chain_id.clone();
+    let signed: Vec<SignedTransaction> = (0..n)
+        .map(|_| {
+            let p = PartyKeys::generate(&mut rng);
             tx(
-                chain,
+                &chain,
                 &p.identity,
                 0,
                 TxKind::RegisterParty(RegisterParty {
@@ -338,20 +263,11 @@ fn registrations_of(chain: &ChainId, keys: &[&PartyKeys]) -> Vec<SignedTransacti
                 }),
             )
         })
-        .collect()
-}
-
-/// Open loop: one submission every 1/`rate` s, each waiting until finalized; the sorted
-/// latencies in ms and the finalized rate.
-async fn open_loop(
-    client: &custos_client::Client,
-    signed: Vec<SignedTransaction>,
-    rate: f64,
-) -> (Vec<f64>, f64) {
+        .collect();
     let start = Instant::now();
-    let mut handles = Vec::with_capacity(signed.len());
+    let mut handles = Vec::with_capacity(n);
     for (i, t) in signed.into_iter().enumerate() {
-        // Each submission starts on schedule, whatever the previous ones do.
+        // Open loop: each submission starts on schedule, whatever the previous ones do.
         let due = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
         let client = client.clone();
@@ -363,7 +279,7 @@ async fn open_loop(
                 .map(|_| t0.elapsed().as_secs_f64() * 1e3)
         }));
     }
-    let mut lat = Vec::with_capacity(handles.len());
+    let mut lat = Vec::with_capacity(n);
     for h in handles {
         if let Ok(Ok(ms)) = h.await {
             lat.push(ms);
@@ -371,22 +287,23 @@ async fn open_loop(
     }
     let achieved = lat.len() as f64 / start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.total_cmp(b));
-    (lat, achieved)
-}
-
-fn print_latency(label: &str, n: usize, (lat, achieved): &(Vec<f64>, f64), rtt: &[f64]) {
-    if lat.is_empty() {
-        println!("  {label}: nothing finalized");
-        return;
-    }
     println!(
-        "  {label:<34} p50 {:>7.2} ms  p99 {:>7.2} ms  ({:.1}x / {:.1}x the round trip; {} of {n} ok); finalized {achieved:.0} tx/s",
-        percentile(lat, 0.5),
-        percentile(lat, 0.99),
-        percentile(lat, 0.5) / percentile(rtt, 0.5),
-        percentile(lat, 0.99) / percentile(rtt, 0.99),
-        lat.len(),
+        "submit→finalized on a one-validator node over gRPC, offered {rate:.0} tx/s for {seconds} s:"
     );
+    println!(
+        "  baseline gRPC round trip (status)  p50 {:>7.2} ms  p99 {:>7.2} ms",
+        percentile(&rtt, 0.5),
+        percentile(&rtt, 0.99)
+    );
+    println!(
+        "  submit→finalized ({} of {n} ok)   p50 {:>7.2} ms  p99 {:>7.2} ms  ({:.1}x / {:.1}x the round trip); finalized {achieved:.0} tx/s",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.5) / percentile(&rtt, 0.5),
+        percentile(&lat, 0.99) / percentile(&rtt, 0.99),
+    );
+    node.stop().await.expect("stop");
 }
 
 fn bench_proofs() {
