@@ -16,7 +16,7 @@ pub const N_ATTRS: usize = 8;
 ///
 /// | index | name | meaning and expected range |
 /// |---|---|---|
-/// | 0 | `age` | age in whole years, 0..=150 |
+/// | 0 | `age` | age in whole years, 0..=127 |
 /// | 1 | `smoker` | 0 = no, 1 = yes |
 /// | 2 | `bmi_x10` | body-mass index × 10 (245 = 24.5), 0..=1000 |
 /// | 3 | `systolic_bp` | systolic blood pressure in mmHg, 0..=300 |

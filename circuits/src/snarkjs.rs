@@ -17,6 +17,13 @@ use crate::keys::VerifyingKeyArtifact;
 use crate::predicate_proof::{PredicateProof, PredicatePublic};
 use crate::{Error, Result};
 
+/// The verifying key's file name in snarkjs' layout.
+pub const VERIFICATION_KEY_FILE: &str = "verification_key.json";
+/// The proof's file name in snarkjs' layout.
+pub const PROOF_FILE: &str = "proof.json";
+/// The public inputs' file name in snarkjs' layout.
+pub const PUBLIC_FILE: &str = "public.json";
+
 fn g1(p: &G1Affine) -> Value {
     match p.xy() {
         Some((x, y)) => json!([fr_decimal(&x), fr_decimal(&y), "1"]),
@@ -81,9 +88,9 @@ pub fn write_files(
 ) -> Result<()> {
     let dir = dir.as_ref();
     for (name, value) in [
-        ("verification_key.json", verification_key_json(vk)),
-        ("proof.json", proof_json(proof)),
-        ("public.json", public_json(public)),
+        (VERIFICATION_KEY_FILE, verification_key_json(vk)),
+        (PROOF_FILE, proof_json(proof)),
+        (PUBLIC_FILE, public_json(public)),
     ] {
         let path = dir.join(name);
         let text = serde_json::to_string_pretty(&value)?;

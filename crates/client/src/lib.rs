@@ -92,6 +92,29 @@ pub mod methods {
     pub const GET_COHORT: &str = "/custos.access.v1.AccessService/GetCohort";
 }
 
+/// Admits a signed read once into a server's `guard` ([`custos_types::ReplayGuard`]), as a gRPC
+/// status: a replay is UNAUTHENTICATED, a full guard RESOURCE_EXHAUSTED; refusals are logged.
+pub fn admit_read(
+    guard: &std::sync::Mutex<custos_types::ReplayGuard>,
+    read: &SignedRead,
+    now: Timestamp,
+) -> std::result::Result<(), tonic::Status> {
+    use custos_types::read::ReplayError;
+    let admitted = match guard.lock() {
+        Ok(mut guard) => guard.admit(read, now),
+        Err(poisoned) => poisoned.into_inner().admit(read, now),
+    };
+    admitted.map_err(|e| {
+        refused!(author = %read.author.short(), reason = %e, "read refused");
+        match e {
+            ReplayError::Replayed { .. } => tonic::Status::unauthenticated(e.to_string()),
+            ReplayError::AuthorFull { .. } | ReplayError::Full { .. } => {
+                tonic::Status::resource_exhausted(e.to_string())
+            }
+        }
+    })
+}
+
 /// A `Result` with [`ClientError`].
 pub type Result<T> = std::result::Result<T, ClientError>;
 

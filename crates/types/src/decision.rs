@@ -53,6 +53,9 @@ pub enum DecisionReason {
     VaultRefused,
     /// Denied: the aggregate cohort is smaller than the consortium's minimum (empty included).
     CohortTooSmall,
+    /// Denied by the custodian's vault: the record's stored key or ciphertext is damaged
+    /// (missing, truncated or altered), found before anything was released.
+    VaultDamaged,
 }
 
 impl DecisionReason {
@@ -73,6 +76,7 @@ impl DecisionReason {
                 | DecisionReason::VaultUnverified
                 | DecisionReason::VaultNotFinalized
                 | DecisionReason::VaultRefused
+                | DecisionReason::VaultDamaged
         )
     }
 
@@ -97,6 +101,7 @@ impl DecisionReason {
             DecisionReason::VaultUnverified => "vault_unverified",
             DecisionReason::VaultNotFinalized => "vault_not_finalized",
             DecisionReason::VaultRefused => "vault_refused",
+            DecisionReason::VaultDamaged => "vault_damaged",
             DecisionReason::CohortTooSmall => "cohort_too_small",
         }
     }
@@ -123,6 +128,7 @@ impl DecisionReason {
             DecisionReason::VaultUnverified => W::VaultUnverified,
             DecisionReason::VaultNotFinalized => W::VaultNotFinalized,
             DecisionReason::VaultRefused => W::VaultRefused,
+            DecisionReason::VaultDamaged => W::VaultDamaged,
             DecisionReason::CohortTooSmall => W::CohortTooSmall,
         }) as i32
     }
@@ -152,6 +158,7 @@ impl DecisionReason {
             W::VaultUnverified => DecisionReason::VaultUnverified,
             W::VaultNotFinalized => DecisionReason::VaultNotFinalized,
             W::VaultRefused => DecisionReason::VaultRefused,
+            W::VaultDamaged => DecisionReason::VaultDamaged,
             W::CohortTooSmall => DecisionReason::CohortTooSmall,
         })
     }

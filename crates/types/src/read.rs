@@ -247,11 +247,12 @@ pub struct ReplayGuard {
     capacity: usize,
 }
 
-/// Default [`ReplayGuard`] capacity: about 100 bytes each, some 20 MB at most.
-pub const REPLAY_CAPACITY: usize = 200_000;
+/// Default [`ReplayGuard`] capacity: some 16,000 reads a second sustained over the window, at
+/// about 200 bytes each (some 200 MB at most).
+pub const REPLAY_CAPACITY: usize = 1_000_000;
 
-/// Default most live reads per author: 100 a second, sustained over the window.
-pub const REPLAY_PER_AUTHOR: usize = 6_000;
+/// Default most live reads per author: 500 a second, sustained over the window.
+pub const REPLAY_PER_AUTHOR: usize = 30_000;
 
 impl Default for ReplayGuard {
     fn default() -> Self {

@@ -17,11 +17,14 @@
 //!   shared test suite every implementation passes.
 //! - [`vault`]: the custodian's operations over a store: put, release to a recipient, the
 //!   patient's own key, key rotation (re-wrapping, never re-encrypting) and erasure.
+//! - [`scrub`]: what damage to a stored record is, and the check of every stored chunk against
+//!   the registered digest; it reports, never repairs or deletes.
 //!
 //! Nothing here speaks gRPC or knows sled: `custos-vault-service` adapts this crate.
 
 pub mod record;
 pub mod release;
+pub mod scrub;
 pub mod seal;
 pub mod sink;
 pub mod store;
@@ -31,6 +34,7 @@ pub mod wrap;
 
 pub use record::{AttributeName, AttributeValue, NewRecord, RecordMeta, Registration};
 pub use release::ReleaseHeader;
+pub use scrub::{Damage, Part, ScrubProgress, ScrubReport, scrub};
 pub use seal::{KdfParams, Passphrase, PassphraseSealed, SealError, SealedKeyFile, SealingKey};
 pub use sink::PlaintextFile;
 pub use store::{StoreError, VaultStore, memory::MemoryStore};
@@ -38,5 +42,7 @@ pub use stream::{
     CHUNK_SIZE, ChunkDecryptor, DataKey, RecordVersion, StreamEncryptor, StreamError, StreamParams,
     StreamSummary,
 };
-pub use vault::{PreparedRecord, PutSession, Rotation, Vault, VaultError, release_digest};
+pub use vault::{
+    PreparedRecord, PutSession, Rotation, Vault, VaultError, release_digest, verify_stored,
+};
 pub use wrap::{EncryptionKey, EncryptionSecret, WrapContext, WrapError, WrappedKey};

@@ -21,7 +21,8 @@ use rand_core::{CryptoRng, RngCore};
 use crate::record::{NewRecord, RecordMeta, Registration};
 use crate::store::{StoreError, VaultStore};
 use crate::stream::{
-    DataKey, RecordVersion, StreamEncryptor, StreamError, StreamParams, StreamSummary,
+    ChunkDecryptor, DataKey, RecordVersion, StreamEncryptor, StreamError, StreamParams,
+    StreamSummary,
 };
 use crate::wrap::{
     EncryptionKey, EncryptionSecret, WrapContext, WrapError, WrappedKey, unwrap_key, wrap_key,
@@ -108,6 +109,38 @@ pub enum VaultError {
         /// Expected and received chunk count, size and digest.
         detail: String,
     },
+    /// The stored chunks authenticate but are not the stream registered on the ledger.
+    #[error("record {record}: the stored chunks are not the ones registered: {detail}")]
+    NotRegistered {
+        /// The record.
+        record: RecordId,
+        /// Registered and stored chunk count, size and digest.
+        detail: String,
+    },
+}
+
+impl VaultError {
+    /// Whether the error says that something the store holds is missing or altered (a key,
+    /// metadata, a wrapped key, a chunk), rather than a failing backend or a refused call.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            VaultError::Store(StoreError::Corrupt { .. })
+            | VaultError::Wrap(_)
+            | VaultError::MissingChunk { .. }
+            | VaultError::NoWrappedKey { .. }
+            | VaultError::UnknownCustodianKey { .. }
+            | VaultError::NotRegistered { .. } => true,
+            VaultError::Stream(e) => matches!(
+                e,
+                StreamError::Integrity { .. }
+                    | StreamError::Truncated { .. }
+                    | StreamError::AfterFinal { .. }
+                    | StreamError::ChunkLength { .. }
+                    | StreamError::ChunkSize { .. }
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// The result of a key rotation.
@@ -193,12 +226,7 @@ impl<S: VaultStore> Vault<S> {
     }
 
     fn context(&self, meta_stream: &StreamParams, recipient: PartyId) -> WrapContext {
-        WrapContext {
-            record_id: meta_stream.record_id,
-            version: meta_stream.version,
-            custodian: self.custodian,
-            recipient,
-        }
+        wrap_context(meta_stream, self.custodian, recipient)
     }
 
     /// Starts putting `record`, whose data key will also be wrapped to the owner's
@@ -268,27 +296,13 @@ impl<S: VaultStore> Vault<S> {
 
     /// The record's data key, unwrapped with the custodian's key.
     fn data_key(&self, meta: &RecordMeta) -> Result<DataKey, VaultError> {
-        let record = meta.record_id();
-        let wrapped =
-            self.store
-                .wrapped_key(&record, &self.custodian)?
-                .ok_or(VaultError::NoWrappedKey {
-                    record,
-                    party: self.custodian,
-                })?;
-        let keys = self.store.custodian_keys()?;
-        let secret = keys
-            .values()
-            .find(|s| s.public() == wrapped.recipient_key)
-            .ok_or(VaultError::UnknownCustodianKey {
-                record,
-                key: wrapped.recipient_key,
-            })?;
-        Ok(unwrap_key(
-            &wrapped,
-            secret,
-            &self.context(&meta.stream, self.custodian),
-        )?)
+        custodian_data_key(&self.store, self.custodian, meta)
+    }
+
+    /// Reads and checks every stored chunk of the record `meta` describes
+    /// ([`verify_stored`]): what a release will send, checked before it is confirmed.
+    pub fn verify(&self, meta: &RecordMeta) -> Result<StreamSummary, VaultError> {
+        verify_stored(&self.store, self.custodian, meta, |_| {})
     }
 
     /// Wraps the record's data key to `recipient`'s `recipient_key`, for a release.
@@ -548,6 +562,91 @@ impl<S: VaultStore> Drop for PreparedRecord<S> {
             self.vault.abandon(&self.record.record_id);
         }
     }
+}
+
+fn wrap_context(stream: &StreamParams, custodian: PartyId, recipient: PartyId) -> WrapContext {
+    WrapContext {
+        record_id: stream.record_id,
+        version: stream.version,
+        custodian,
+        recipient,
+    }
+}
+
+/// The data key of the record `meta` describes, from its wrap to `custodian` in `store`, opened
+/// with whichever of the custodian's secrets it is wrapped to.
+fn custodian_data_key<S: VaultStore>(
+    store: &S,
+    custodian: PartyId,
+    meta: &RecordMeta,
+) -> Result<DataKey, VaultError> {
+    let record = meta.record_id();
+    let wrapped = store
+        .wrapped_key(&record, &custodian)?
+        .ok_or(VaultError::NoWrappedKey {
+            record,
+            party: custodian,
+        })?;
+    let keys = store.custodian_keys()?;
+    let secret = keys
+        .values()
+        .find(|s| s.public() == wrapped.recipient_key)
+        .ok_or(VaultError::UnknownCustodianKey {
+            record,
+            key: wrapped.recipient_key,
+        })?;
+    Ok(unwrap_key(
+        &wrapped,
+        secret,
+        &wrap_context(&meta.stream, custodian, custodian),
+    )?)
+}
+
+/// Reads every stored chunk of the record `meta` describes, in order, and checks it: the data
+/// key opens from `custodian`'s wrap, each chunk authenticates under it, the stream ends with
+/// its final chunk, and its size, chunk count and ciphertext digest are those `meta` holds (the
+/// ones registered on the ledger). Each decrypted chunk is zeroized once checked; nothing else is
+/// kept. `progress` gets each chunk's length as it is read. The first failure names the record
+/// and, for a chunk, its index.
+pub fn verify_stored<S: VaultStore>(
+    store: &S,
+    custodian: PartyId,
+    meta: &RecordMeta,
+    mut progress: impl FnMut(u64),
+) -> Result<StreamSummary, VaultError> {
+    let record = meta.record_id();
+    let key = custodian_data_key(store, custodian, meta)?;
+    let mut decryptor = ChunkDecryptor::new(&key, meta.stream)?;
+    for index in 0..meta.chunk_count {
+        let chunk = store
+            .chunk(&record, index)?
+            .ok_or(VaultError::MissingChunk {
+                record,
+                index,
+                count: meta.chunk_count,
+            })?;
+        progress(chunk.len() as u64);
+        decryptor.open_chunk(chunk)?;
+    }
+    let summary = decryptor.finish()?;
+    let registered = (meta.size, meta.chunk_count, meta.ciphertext_digest);
+    let stored = (summary.size, summary.chunk_count, summary.ciphertext_digest);
+    if stored != registered {
+        return Err(VaultError::NotRegistered {
+            record,
+            detail: format!(
+                "registered {} bytes in {} chunk(s) with digest {}, stored {} bytes in {} \
+                 chunk(s) with digest {}",
+                registered.0,
+                registered.1,
+                registered.2.to_hex(),
+                stored.0,
+                stored.1,
+                stored.2.to_hex()
+            ),
+        });
+    }
+    Ok(summary)
 }
 
 /// SHA-256 of what a release hands out, as confirmed on the ledger: the request, the record,

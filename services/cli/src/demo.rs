@@ -771,7 +771,8 @@ async fn predicate_episode(
     Ok(results == [Some(true), None])
 }
 
-/// One synthetic patient of the aggregate episode: (age, bmi_x10, hba1c_x10, smoker, sex).
+/// One synthetic patient of the aggregate episode: (age, bmi_x10, hba1c_x10, smoker, sex as
+/// ISO/IEC 5218: 2 female, 1 male).
 type Vitals = (i64, i64, i64, i64, i64);
 
 /// Deterministic vitals: a third aged 40–59 with HbA1c ≥ 6.5 %, a third younger with normal
@@ -787,7 +788,7 @@ fn vitals(i: i64) -> Vitals {
         220 + (i * 13) % 120,
         hba1c,
         i64::from(i % 4 == 0),
-        i % 2,
+        2 - i % 2,
     )
 }
 

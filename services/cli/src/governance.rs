@@ -1,5 +1,9 @@
 //! `custos governance`: consortium changes as one multi-signature transaction — proposed and
 //! signed by one member, co-signed offline by others, submitted once 2/3 of members signed.
+//!
+//! An organisation joining after genesis takes two such transactions: its own registration
+//! (`add-organisation`, signed by the organisation, since a party registers itself, and co-signed
+//! by 2/3 of the members), then, to make it a member, `set-member` proposed by a member.
 
 use std::path::PathBuf;
 
@@ -7,20 +11,24 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use custos_client::Client;
 use custos_crypto::Hash;
+use custos_crypto::PartyKeys;
+use custos_proto::consent::v1 as consent_pb;
 use custos_proto::ledger::v1 as pb;
-use custos_types::tx::Governance;
-use custos_types::{Height, Parameters, SignedTransaction, TxKind};
+use custos_types::tx::{Governance, RegisterParty};
+use custos_types::{Height, Organisation, Parameters, PartyId, SignedTransaction, TxKind};
 use prost::Message;
 use serde_json::json;
 
 use crate::Conn;
+use crate::node::organisation_role;
 use crate::output::Output;
 use crate::parties::party_arg;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum GovernanceCommand {
-    /// Signs a change with your member key (at your next nonce) and writes it to a file for the
-    /// other members to co-sign.
+    /// Signs a change with your key (at your next nonce) and writes it to a file for the
+    /// members to co-sign: a member's key for every change but `add-organisation`, which the
+    /// joining organisation signs with its own.
     Propose {
         #[command(flatten)]
         conn: Conn,
@@ -50,8 +58,23 @@ pub(crate) enum GovernanceCommand {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Change {
-    /// Consortium parameters: k for aggregates and break-glass.
+    /// Replaces the consortium parameters: k for aggregates and break-glass (both are set:
+    /// without --break-glass it is disabled).
     SetParameters(ParamsArgs),
+    /// Registers your key (--key) as an organisation after genesis. Signed by the organisation
+    /// itself, since a party registers itself; 2/3 of the members co-sign the file
+    /// (`custos governance cosign`) before anyone submits it. The organisation is then
+    /// registered but not a governance member: a member proposes `set-member --party <its key>
+    /// --member true` for that.
+    AddOrganisation {
+        /// custodian, partner, auditor or validator_operator (patients register themselves with
+        /// `custos patient register`).
+        #[arg(long)]
+        role: String,
+        /// The organisation's identifier: at most 64 characters of [a-z0-9_-], e.g. `st-mary`.
+        #[arg(long)]
+        organisation: String,
+    },
     /// Adds a validator (or changes its power) from a height on.
     AddValidator {
         /// The validator's public key (hex).
@@ -76,13 +99,13 @@ pub(crate) enum Change {
         #[arg(long)]
         effective_height: u64,
     },
-    /// Makes a registered organisation a governance member, or not.
+    /// Makes a registered organisation (see `add-organisation`) a governance member, or not.
     SetMember {
         /// The organisation's party key (hex).
         #[arg(long)]
         party: String,
-        /// `true` or `false`.
-        #[arg(long)]
+        /// `true` (a member) or `false` (no longer one).
+        #[arg(long, action = clap::ArgAction::Set)]
         member: bool,
     },
     /// Registers a circuit's verifying key hash (or revokes it without --hash).
@@ -101,7 +124,7 @@ pub(crate) struct ParamsArgs {
     /// Minimum cohort size for aggregates.
     #[arg(long)]
     min_cohort_size: u32,
-    /// Allow break-glass access.
+    /// Allow break-glass access (without it, break-glass is disabled).
     #[arg(long)]
     break_glass: bool,
 }
@@ -118,8 +141,25 @@ fn write_tx(path: &PathBuf, tx: &SignedTransaction) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The transaction a change proposes, signed by `keys`.
+fn change_to_kind(change: Change, keys: &PartyKeys) -> anyhow::Result<TxKind> {
+    Ok(match change {
+        Change::AddOrganisation { role, organisation } => TxKind::RegisterParty(RegisterParty {
+            party: PartyId(keys.public()),
+            role: organisation_role(&role).map_err(|e| anyhow::anyhow!("--role: {e}"))?,
+            encryption_key: keys.encryption_public(),
+            organisation: Organisation::parse(&organisation, "--organisation")
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        }),
+        other => TxKind::Governance(change_to_governance(other)?),
+    })
+}
+
 fn change_to_governance(change: Change) -> anyhow::Result<Governance> {
     Ok(match change {
+        Change::AddOrganisation { .. } => {
+            anyhow::bail!("add-organisation registers a party; it is not a governance action")
+        }
         Change::SetParameters(p) => {
             if p.min_cohort_size < 2 {
                 anyhow::bail!("--min-cohort-size: expected at least 2");
@@ -172,13 +212,30 @@ pub(crate) async fn run(cmd: GovernanceCommand, out: &Output) -> anyhow::Result<
             out: path,
             change,
         } => {
-            let governance = change_to_governance(change)?;
             let (client, keys) = crate::parties::connect(&conn).await?;
-            let tx = client.sign(&keys, TxKind::Governance(governance)).await?;
+            let kind = change_to_kind(change, &keys)?;
+            if let TxKind::RegisterParty(p) = &kind {
+                let registered = client
+                    .consent()
+                    .get_party(consent_pb::GetPartyRequest {
+                        party: p.party.to_vec(),
+                    })
+                    .await;
+                if let Ok(party) = registered {
+                    let party = party.into_inner();
+                    anyhow::bail!(
+                        "--key: {} is already registered (organisation `{}`, at height {})",
+                        p.party.0.to_hex(),
+                        party.organisation,
+                        party.registered_height
+                    );
+                }
+            }
+            let tx = client.sign(&keys, kind).await?;
             write_tx(&path, &tx)?;
             out.result(
                 || format!("proposal {} written to {}; members co-sign it with `custos governance cosign`", tx.id().short(), path.display()),
-                json!({ "tx_id": tx.id().to_hex(), "file": path }),
+                json!({ "tx_id": tx.id().to_hex(), "file": path, "kind": tx.body().kind.name() }),
             );
         }
         GovernanceCommand::Cosign { file, key } => {
@@ -197,14 +254,27 @@ pub(crate) async fn run(cmd: GovernanceCommand, out: &Output) -> anyhow::Result<
             let client = Client::connect(&node).await?;
             let r = client.submit_signed(&tx, true).await?;
             out.result(
-                || {
-                    format!(
+                || match &tx.body().kind {
+                    TxKind::RegisterParty(p) => format!(
+                        "organisation `{}` ({}) registered at height {}: {}; to make it a \
+                         member, a member proposes `set-member --party {} --member true`",
+                        p.organisation.as_str(),
+                        p.role,
+                        r.height,
+                        tx.id().short(),
+                        p.party.0.to_hex()
+                    ),
+                    _ => format!(
                         "governance change {} finalized at height {}",
                         tx.id().short(),
                         r.height
-                    )
+                    ),
                 },
-                json!({ "tx_id": tx.id().to_hex(), "height": r.height }),
+                json!({
+                    "tx_id": tx.id().to_hex(),
+                    "height": r.height,
+                    "kind": tx.body().kind.name(),
+                }),
             );
         }
     }

@@ -73,7 +73,7 @@ enum Command {
     /// Aggregates on encrypted data: run a compute worker, EXPLAIN a query, run one.
     #[command(subcommand)]
     Compute(compute::ComputeCommand),
-    /// Zero-knowledge keys: the predicate circuit's setup.
+    /// Zero-knowledge keys: the predicate circuit's setup; the registered key for snarkjs.
     #[command(subcommand)]
     Zk(zk::ZkCommand),
 }
@@ -122,7 +122,7 @@ fn main() -> ExitCode {
             Command::Governance(cmd) => governance::run(cmd, &out).await,
             Command::Vault(cmd) => vault::run(cmd, &out).await,
             Command::Compute(cmd) => compute::run(cmd, &out).await,
-            Command::Zk(cmd) => zk::run(cmd, &out),
+            Command::Zk(cmd) => zk::run(cmd, &out).await,
         }
     });
     match result {

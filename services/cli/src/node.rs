@@ -88,6 +88,23 @@ pub(crate) fn genesis_for(
     Ok(genesis)
 }
 
+/// The role of an organisation, by name.
+pub(crate) fn organisation_role(text: &str) -> Result<Role, String> {
+    Ok(match text {
+        "custodian" => Role::Custodian,
+        "partner" => Role::Partner,
+        "auditor" => Role::Auditor,
+        "validator_operator" => Role::ValidatorOperator,
+        other => {
+            return Err(format!(
+                "role `{}` is not one of custodian, partner, auditor, validator_operator \
+                 (patients register themselves)",
+                other.escape_default()
+            ));
+        }
+    })
+}
+
 fn parse_party(spec: &str) -> anyhow::Result<GenesisParty> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (role, org, file, member) = match parts.as_slice() {
@@ -95,15 +112,7 @@ fn parse_party(spec: &str) -> anyhow::Result<GenesisParty> {
         [r, o, f, "member"] => (*r, *o, *f, true),
         _ => anyhow::bail!("--party `{spec}`: expected ROLE:ORGANISATION:KEYFILE[:member]"),
     };
-    let role = match role {
-        "custodian" => Role::Custodian,
-        "partner" => Role::Partner,
-        "auditor" => Role::Auditor,
-        "validator_operator" => Role::ValidatorOperator,
-        other => anyhow::bail!(
-            "--party `{spec}`: role `{other}` is not one of custodian, partner, auditor, validator_operator (patients register themselves)"
-        ),
-    };
+    let role = organisation_role(role).map_err(|e| anyhow::anyhow!("--party `{spec}`: {e}"))?;
     let keys = custos_node::load_keys(&PathBuf::from(file))?;
     genesis_party(&keys, role, org, member)
 }

@@ -1,5 +1,6 @@
-//! `custos vault`: run a custodian's vault, put / list / erase / rotate as the custodian, fetch
-//! a granted record as a partner, fetch your own record as a patient.
+//! `custos vault`: run a custodian's vault, put / list / erase / rotate as the custodian, scrub a
+//! stopped vault's folder, fetch a granted record as a partner, fetch your own record as a
+//! patient.
 //!
 //! Private keys at rest are sealed under a passphrase (`custos vault seal-key`); commands that
 //! need one read it from `CUSTOS_VAULT_PASSPHRASE`. A plain key file (`custos keys generate`) is
@@ -15,7 +16,7 @@ use custos_proto::vault::v1 as pb;
 use custos_types::tx::{EraseRecord, RequestAccess};
 use custos_types::{AccessMode, Purpose, RecordId, RequestId, TxKind};
 use custos_vault::{KdfParams, Passphrase, SealedKeyFile};
-use custos_vault_service::{VaultClient, VaultConfig};
+use custos_vault_service::{SledVaultStore, VaultClient, VaultConfig, attributes};
 use serde_json::json;
 
 use crate::output::Output;
@@ -70,6 +71,15 @@ pub(crate) enum VaultCommand {
         #[arg(long, env = "CUSTOS_VAULT_DATA")]
         data: PathBuf,
     },
+    /// Re-reads every chunk of every record in a stopped vault's folder and checks it against
+    /// the digest registered on the ledger (keyring unsealed with CUSTOS_VAULT_PASSPHRASE);
+    /// names each damaged record and part, and exits non-zero if there is one. Opens the store
+    /// as the vault does, then only reads: nothing damaged is repaired or deleted.
+    Scrub {
+        /// The vault's folder (keyring and store).
+        #[arg(long, env = "CUSTOS_VAULT_DATA")]
+        data: PathBuf,
+    },
     /// Encrypts a file into the vault and registers it on the ledger (custodian).
     Put {
         #[command(flatten)]
@@ -83,7 +93,13 @@ pub(crate) enum VaultCommand {
         /// The record's content (a FHIR JSON resource or any bytes).
         #[arg(long)]
         file: PathBuf,
-        /// A typed attribute, `name=123` (numeric) or `name=text` (categorical); repeatable.
+        /// An attribute, `name=value`; repeatable. Names and values: age (years, 0..=127),
+        /// smoker (0 or 1, also no/yes), bmi_x10 (0..=1000), systolic_bp (mmHg, 0..=300),
+        /// hba1c_x10 (0..=200), cholesterol (mg/dL, 0..=1000), sex (ISO/IEC 5218: 0 not_known,
+        /// 1 male, 2 female, 9 not_applicable), postcode_region (0..=99999), diabetes (0 or 1,
+        /// also no/yes). All but diabetes make the attribute commitment predicate proofs need;
+        /// age, bmi_x10, hba1c_x10, diabetes, smoker and sex make a row of the aggregate table.
+        /// Any other name or value is refused.
         #[arg(long = "attr")]
         attributes: Vec<String>,
         /// The record id (hex); random if absent.
@@ -144,6 +160,15 @@ pub(crate) enum VaultCommand {
         /// The verifying key artifact (`custos zk setup`); its hash must be the one registered.
         #[arg(long, env = "CUSTOS_VERIFYING_KEY")]
         verifying_key: PathBuf,
+        /// A folder (created) to write the verified proof into in snarkjs' layout,
+        /// `proof.json` and `public.json`, for `snarkjs groth16 verify`; existing files are
+        /// not replaced. Nothing is written when the predicate does not hold.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the registered verifying key there as `verification_key.json` (as
+        /// `custos zk export-vk` does).
+        #[arg(long, requires = "out")]
+        with_verification_key: bool,
     },
     /// Fetches one of your own records (the request is logged on the ledger).
     FetchOwn {
@@ -202,18 +227,67 @@ fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn attribute_arg(text: &str) -> anyhow::Result<pb::Attribute> {
-    let (name, value) = text
-        .split_once('=')
-        .ok_or_else(|| anyhow::anyhow!("--attr: expected name=value, got `{text}`"))?;
-    let value = match value.parse::<i64>() {
-        Ok(n) => pb::attribute::Value::Numeric(n),
-        Err(_) => pb::attribute::Value::Categorical(value.to_string()),
+/// The `--attr name=value` arguments, checked as the vault checks them (names, ranges, codes,
+/// each once) before anything is read or sent.
+fn attribute_args(args: &[String]) -> anyhow::Result<Vec<pb::Attribute>> {
+    let parsed = args
+        .iter()
+        .map(|text| {
+            attributes::parse_assignment(text)
+                .map_err(|e| anyhow::anyhow!("--attr {}: {e}", text.escape_default()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    attributes::normalize(&parsed).map_err(|e| anyhow::anyhow!("--attr: {}", e.reason))
+}
+
+/// What a put registered beside the record: the attribute commitment (or which attributes it
+/// lacks) and the aggregate row (or which attributes it lacks).
+fn attributes_report(
+    sent: &[pb::Attribute],
+    response: &pb::PutRecordResponse,
+) -> (String, serde_json::Value) {
+    let coverage = attributes::coverage(sent.iter().map(|a| a.name.as_str()));
+    let why = |missing: &[&str], refused: &str| {
+        if missing.is_empty() {
+            refused.to_string()
+        } else {
+            format!("missing {}", missing.join(", "))
+        }
     };
-    Ok(pb::Attribute {
-        name: name.to_string(),
-        value: Some(value),
-    })
+    let commitment = (!response.attribute_commitment.is_empty())
+        .then(|| hex::encode(&response.attribute_commitment));
+    let commitment_line = match &commitment {
+        Some(c) => format!("attribute commitment registered on the ledger: {c}"),
+        None => format!(
+            "no attribute commitment ({}): predicate proofs about this record are refused",
+            why(&coverage.commitment_missing, "the vault registered none")
+        ),
+    };
+    let row_line = if response.aggregate_row {
+        "aggregate row added to the vault's encrypted table".to_string()
+    } else {
+        format!(
+            "no aggregate row ({}): aggregates do not count this record",
+            why(&coverage.aggregate_missing, "the vault added none")
+        )
+    };
+    let values: serde_json::Map<String, serde_json::Value> = sent
+        .iter()
+        .filter_map(|a| match a.value {
+            Some(pb::attribute::Value::Numeric(n)) => Some((a.name.clone(), json!(n))),
+            _ => None,
+        })
+        .collect();
+    (
+        format!("{commitment_line}\n{row_line}"),
+        json!({
+            "attributes": values,
+            "attribute_commitment": commitment,
+            "commitment_missing": coverage.commitment_missing,
+            "aggregate_row": response.aggregate_row,
+            "aggregate_missing": coverage.aggregate_missing,
+        }),
+    )
 }
 
 async fn connect(conn: &VaultConn) -> anyhow::Result<(Client, VaultClient, PartyKeys)> {
@@ -291,6 +365,7 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             vault.stop().await?;
         }
+        VaultCommand::Scrub { data } => scrub(&data, out)?,
         VaultCommand::Put {
             conn,
             owner,
@@ -300,10 +375,7 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             record,
         } => {
             let owner = party_arg(&owner, "--owner")?;
-            let attributes = attributes
-                .iter()
-                .map(|a| attribute_arg(a))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let attributes = attribute_args(&attributes)?;
             let record_id = match record {
                 Some(r) => hash_arg(&r, "--record")?.0.to_vec(),
                 None => Vec::new(),
@@ -318,29 +390,36 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
                 record_id,
                 owner: owner.to_vec(),
                 category,
-                attributes,
+                attributes: attributes.clone(),
                 size,
             };
             let response = vault.put(&keys, header, reader).await?;
             let id = hex::encode(&response.record_id);
+            let (attributes_human, attributes_json) = attributes_report(&attributes, &response);
+            let mut value = json!({
+                "record_id": id,
+                "size": size,
+                "chunks": response.chunk_count,
+                "ciphertext_digest": hex::encode(&response.ciphertext_digest),
+                "register_tx_id": hex::encode(&response.register_tx_id),
+                "register_height": response.register_height,
+            });
+            if let (Some(v), serde_json::Value::Object(extra)) =
+                (value.as_object_mut(), attributes_json)
+            {
+                v.extend(extra);
+            }
             out.result(
                 || {
                     format!(
                         "record {id}: {size} bytes encrypted in {} chunk(s), registered at height \
-                         {}\nciphertext digest {}",
+                         {}\nciphertext digest {}\n{attributes_human}",
                         response.chunk_count,
                         response.register_height,
                         hex::encode(&response.ciphertext_digest)
                     )
                 },
-                json!({
-                    "record_id": id,
-                    "size": size,
-                    "chunks": response.chunk_count,
-                    "ciphertext_digest": hex::encode(&response.ciphertext_digest),
-                    "register_tx_id": hex::encode(&response.register_tx_id),
-                    "register_height": response.register_height,
-                }),
+                value,
             );
         }
         VaultCommand::List { conn, owner } => {
@@ -438,8 +517,14 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             purpose,
             predicate,
             verifying_key,
+            out: folder,
+            with_verification_key,
         } => {
-            prove(conn, record, purpose, predicate, verifying_key, out).await?;
+            let export = folder.map(|dir| SnarkjsExport {
+                dir,
+                with_verification_key,
+            });
+            prove(conn, record, purpose, predicate, verifying_key, export, out).await?;
         }
         VaultCommand::FetchOwn {
             conn,
@@ -469,6 +554,97 @@ pub(crate) async fn run(cmd: VaultCommand, out: &Output) -> anyhow::Result<()> {
             check_registered_digest(&node, &keys, None, &fetched).await?;
             report_fetch(out, &fetched);
         }
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// `custos vault scrub`: progress on stderr (at most once a second), the report on stdout, an
+/// error (non-zero exit) when a record is damaged.
+fn scrub(data: &Path, out: &Output) -> anyhow::Result<()> {
+    if !data.join("keyring.json").exists() {
+        bail!(
+            "--data: {} holds no vault (no keyring.json)",
+            data.display()
+        );
+    }
+    let passphrase = Passphrase::from_env(PASSPHRASE_ENV)?;
+    // The parameters only seal a new keyring, and the folder has one.
+    let store =
+        SledVaultStore::open(data, &passphrase, KdfParams::RECOMMENDED).with_context(|| {
+            format!(
+                "cannot open the vault in {} (stop a vault that runs on it first)",
+                data.display()
+            )
+        })?;
+    let mut shown = std::time::Instant::now();
+    let report = store.scrub(|p| {
+        if p.records_done == p.records_total || shown.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            shown = std::time::Instant::now();
+            eprintln!(
+                "scrub: {}/{} records, {} read",
+                p.records_done,
+                p.records_total,
+                mib(p.bytes_read)
+            );
+        }
+    })?;
+    let damaged: Vec<serde_json::Value> = report
+        .damaged
+        .iter()
+        .map(|d| {
+            let (part, chunk) = match d.part {
+                custos_vault::Part::StorageKey => ("storage_key", None),
+                custos_vault::Part::Metadata => ("metadata", None),
+                custos_vault::Part::WrappedKey => ("wrapped_key", None),
+                custos_vault::Part::Chunk(i) => ("chunk", Some(i)),
+                custos_vault::Part::Stream => ("chunks", None),
+            };
+            json!({
+                "record_id": d.record.to_hex(),
+                "part": part,
+                "chunk": chunk,
+                "reason": d.reason,
+            })
+        })
+        .collect();
+    out.result(
+        || {
+            let mut text = format!(
+                "scrubbed {} record(s): {} chunk(s), {} read and checked against the registered \
+                 digests",
+                report.records_checked,
+                report.chunks_checked,
+                mib(report.bytes_read)
+            );
+            if report.is_clean() {
+                text.push_str("\nno damage found");
+            } else {
+                text.push_str(&format!("\ndamaged: {} record(s)", report.damaged.len()));
+                for d in &report.damaged {
+                    text.push_str(&format!("\n  {d}"));
+                }
+            }
+            text
+        },
+        json!({
+            "records_checked": report.records_checked,
+            "chunks_checked": report.chunks_checked,
+            "bytes_read": report.bytes_read,
+            "clean": report.is_clean(),
+            "damaged": damaged,
+        }),
+    );
+    if !report.is_clean() {
+        bail!(
+            "{} damaged record(s) in {}; nothing was changed: restore them from a backup",
+            report.damaged.len(),
+            data.display()
+        );
     }
     Ok(())
 }
@@ -520,37 +696,54 @@ fn report_fetch(out: &Output, fetched: &custos_vault_service::Fetched) {
     );
 }
 
+/// Where `vault prove --out` writes the proof in snarkjs' layout.
+struct SnarkjsExport {
+    dir: PathBuf,
+    with_verification_key: bool,
+}
+
+impl SnarkjsExport {
+    /// The files to write, checked absent before any request is made.
+    fn files(&self) -> anyhow::Result<Vec<PathBuf>> {
+        use custos_circuits::snarkjs::{PROOF_FILE, PUBLIC_FILE, VERIFICATION_KEY_FILE};
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("--out: cannot create {}", self.dir.display()))?;
+        let mut names = vec![PROOF_FILE, PUBLIC_FILE];
+        if self.with_verification_key {
+            names.push(VERIFICATION_KEY_FILE);
+        }
+        let files: Vec<PathBuf> = names.iter().map(|n| self.dir.join(n)).collect();
+        for file in &files {
+            anyhow::ensure!(
+                !file.exists(),
+                "--out: {} already exists; refusing to overwrite it",
+                file.display()
+            );
+        }
+        Ok(files)
+    }
+}
+
 async fn prove(
     conn: VaultConn,
     record: String,
     purpose: String,
     predicate: String,
     verifying_key: PathBuf,
+    export: Option<SnarkjsExport>,
     out: &Output,
 ) -> anyhow::Result<()> {
-    use custos_circuits::{KeyId, Predicate, VerifyingKeyArtifact};
-    use custos_vault_service::predicate::{CIRCUIT, verify_answer};
+    use custos_circuits::{Predicate, snarkjs};
+    use custos_vault_service::predicate::verify_answer;
     let record = RecordId(hash_arg(&record, "--record")?);
     let purpose = Purpose::parse(&purpose).map_err(|e| anyhow::anyhow!("--purpose: {e}"))?;
     let predicate: Predicate = predicate
         .parse()
         .map_err(|e| anyhow::anyhow!("--predicate: {e}"))?;
+    let files = export.as_ref().map(SnarkjsExport::files).transpose()?;
     let (node, vault, keys) = connect(&conn).await?;
     // The key the consortium registered; the artifact must hash to it.
-    let registered = node
-        .consent()
-        .get_verifying_key(custos_proto::consent::v1::GetVerifyingKeyRequest {
-            circuit: CIRCUIT.into(),
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("the ledger: {}", s.message()))?
-        .into_inner()
-        .key_hash;
-    let registered: [u8; 32] = registered
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the ledger answered a malformed key hash"))?;
-    let vk = VerifyingKeyArtifact::load_file(&verifying_key, &KeyId(registered))
-        .map_err(|e| anyhow::anyhow!("--verifying-key: {e}"))?;
+    let (registered, vk) = crate::zk::registered_verifying_key(&node, &verifying_key).await?;
     let tx = node
         .sign(
             &keys,
@@ -586,9 +779,9 @@ async fn prove(
         .await
         .map_err(|e| anyhow::anyhow!("the ledger: {e}"))?
         .attribute_commitment;
-    let (holds, answer) = match vault.prove(&keys, &tx).await {
+    let (answer, verified) = match vault.prove(&keys, &tx).await {
         Ok(answer) => {
-            verify_answer(
+            let verified = verify_answer(
                 &answer,
                 request,
                 custos_types::PartyId(keys.public()),
@@ -597,34 +790,72 @@ async fn prove(
                 &vk,
             )
             .map_err(|e| anyhow::anyhow!("the vault's proof does not verify: {e}"))?;
-            (true, Some(answer))
+            (Some(answer), Some(verified))
         }
         Err(custos_vault_service::VaultClientError::Status(s))
             if s.message().starts_with("predicate_false") =>
         {
-            (false, None)
+            (None, None)
         }
         Err(e) => return Err(e.into()),
     };
+    let holds = verified.is_some();
+    // Only what verify_answer verified is exported: its proof, under the public inputs it built.
+    let proof_json = verified.as_ref().map(|v| snarkjs::proof_json(&v.proof));
+    let public_json = verified.as_ref().map(|v| snarkjs::public_json(&v.public));
+    let mut written = Vec::new();
+    if let (Some(files), Some(proof), Some(public)) = (&files, &proof_json, &public_json) {
+        let vk_json = snarkjs::verification_key_json(&vk);
+        for (file, value) in files.iter().zip([proof, public, &vk_json]) {
+            crate::zk::write_new_json(file, value)?;
+            written.push(file.clone());
+        }
+    }
     out.result(
         || {
             let how = match &answer {
                 Some(a) => format!(
                     "zero-knowledge proof verified under registered key {}; release logged at \
                      height {}",
-                    hex::encode(registered),
+                    registered.to_hex(),
                     a.release_height
                 ),
                 None => "the vault released `false` (no proof exists), logged on the ledger".into(),
             };
-            format!("{predicate}: {holds}\n{how}\nrequest {}", request.to_hex())
+            let files = match (&export, written.is_empty()) {
+                (Some(e), true) => format!("\nno proof to write into {}", e.dir.display()),
+                (Some(e), false) => format!(
+                    "\nwrote {} into {}; check it there: snarkjs groth16 verify \
+                     verification_key.json public.json proof.json{}",
+                    written
+                        .iter()
+                        .filter_map(|f| f.file_name())
+                        .map(|f| f.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    e.dir.display(),
+                    if e.with_verification_key {
+                        ""
+                    } else {
+                        " (the key from `custos zk export-vk`)"
+                    }
+                ),
+                (None, _) => String::new(),
+            };
+            format!(
+                "{predicate}: {holds}\n{how}\nrequest {}{files}",
+                request.to_hex()
+            )
         },
         json!({
             "request_id": request.to_hex(),
             "predicate": predicate.to_string(),
             "holds": holds,
-            "verifying_key_id": hex::encode(registered),
+            "verifying_key_id": registered.to_hex(),
             "release_height": answer.as_ref().map(|a| a.release_height),
+            "proof": proof_json,
+            "public_inputs": public_json,
+            "files": written,
         }),
     );
     Ok(())

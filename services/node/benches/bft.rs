@@ -168,6 +168,9 @@ impl Consortium {
             let mut config = NodeConfig::new(gpath.clone(), node_dir.join("data"), kpath);
             config.listen = grpc[i];
             config.idle_block_ms = idle_block_ms;
+            // The throughput load is thousands of new patients registering at once: the bench
+            // measures the pipeline, not the node's admission limit on such a crowd.
+            config.max_pending_registrations = config.mempool_capacity;
             if n > 1 {
                 config.peers = others(i).map(|j| format!("http://{}", grpc[j])).collect();
                 config.p2p_listen = Some(p2p[i].clone());

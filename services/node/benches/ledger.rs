@@ -226,6 +226,9 @@ async fn bench_latency(quick: bool) {
     .expect("write");
     let mut config = custos_node::NodeConfig::new(gpath, dir.path().join("data"), kpath);
     config.listen = ([127, 0, 0, 1], 0).into();
+    // The load is a crowd of new patients: the bench measures the pipeline, not the node's
+    // admission limit on such a crowd.
+    config.max_pending_registrations = config.mempool_capacity;
     let node = custos_node::start(config).await.expect("node");
     let client = custos_client::Client::connect(&format!("http://{}", node.addr))
         .await

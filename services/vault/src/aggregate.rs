@@ -19,11 +19,12 @@
 //! [`Aggregates::release`] — k-anonymity on the cohort and on
 //! the rows matching the WHERE clause, and a provenance check that recomputes the result.
 //!
-//! Record attributes map onto the demo schema ([`Schema::demo`]) as: `age` (years), `bmi_x10`
-//! (BMI × 10), `hba1c_x10` (HbA1c % × 10), `diabetes` and `smoker` (0 or 1), `sex` (0 female,
-//! 1 male, 2 other, or the label). A record missing one of them, or with a value the schema
-//! cannot encode, is stored and registered as usual but has no row: it cannot be aggregated, and
-//! the release says how many of the cohort's records had a row.
+//! Record attributes ([`crate::attributes`], checked at put) map onto the demo schema
+//! ([`Schema::demo`]) as: `age` (years), `bmi_x10` (BMI × 10), `hba1c_x10` (HbA1c % × 10),
+//! `diabetes` and `smoker` (0 or 1), `sex` (ISO/IEC 5218: 1 `male`, 2 `female`, 0 not known and
+//! 9 not applicable both `other`). A record missing one of them is stored and registered as usual
+//! but has no row (the put's answer says so): it cannot be aggregated, and the release says how
+//! many of the cohort's records had a row.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -134,11 +135,14 @@ pub fn fhe_record(attributes: &BTreeMap<AttributeName, AttributeValue>) -> Resul
         1 => Ok(true),
         v => Err(format!("`{name}` must be 0 or 1, got {v}")),
     };
+    // ISO/IEC 5218 codes, as [`crate::attributes`] stores them.
     let sex = match get("sex")? {
-        AttributeValue::Numeric(0) => "female".to_string(),
         AttributeValue::Numeric(1) => "male".to_string(),
-        AttributeValue::Numeric(2) => "other".to_string(),
-        AttributeValue::Numeric(v) => return Err(format!("`sex` code {v} is not 0, 1 or 2")),
+        AttributeValue::Numeric(2) => "female".to_string(),
+        AttributeValue::Numeric(0 | 9) => "other".to_string(),
+        AttributeValue::Numeric(v) => {
+            return Err(format!("`sex` code {v} is not 0, 1, 2 or 9 (ISO/IEC 5218)"));
+        }
         AttributeValue::Categorical(label) => label.clone(),
     };
     let mut r = Record::new();

@@ -29,10 +29,17 @@ pub const CURSOR_FILE: &str = "erasure-follow.height";
 /// How long to wait before reconnecting after the node failed.
 const RETRY: Duration = Duration::from_millis(500);
 
+/// The node a vault follows and the custodian keys it reads the blocks with.
+pub struct Source {
+    /// gRPC endpoint of the node.
+    pub node: String,
+    /// The custodian's keys.
+    pub keys: PartyKeys,
+}
+
 /// Follows the chain from the stored cursor until `stop` turns true.
 pub async fn follow_erasures<S: VaultStore>(
-    node: String,
-    keys: PartyKeys,
+    source: Source,
     vault: Arc<Vault<S>>,
     aggregates: Option<Arc<Aggregates>>,
     genesis: Genesis,
@@ -46,8 +53,8 @@ pub async fn follow_erasures<S: VaultStore>(
             return;
         }
         let run = follow_once(
-            &node,
-            &keys,
+            &source.node,
+            &source.keys,
             &vault,
             aggregates.as_deref(),
             &genesis,

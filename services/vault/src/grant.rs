@@ -141,6 +141,18 @@ pub enum Denial {
         /// What the check found.
         reason: String,
     },
+    /// What the vault holds of the record is damaged (its key or ciphertext missing, truncated
+    /// or altered): found before the release was confirmed, so nothing was released.
+    #[error(
+        "vault_damaged: request {request}: the vault's copy of the record is damaged, nothing was \
+         released: {damage}"
+    )]
+    Damaged {
+        /// The request.
+        request: RequestId,
+        /// What is damaged ([`custos_vault::Damage`]: record, part, reason).
+        damage: String,
+    },
     /// The ledger refused the release confirmation (e.g. already released).
     #[error(
         "not_confirmed: the ledger refused to confirm the release of request {request}: {reason}"
@@ -166,6 +178,7 @@ impl Denial {
                 Some(DecisionReason::VaultRefused)
             }
             Denial::NotRequester { .. } => Some(DecisionReason::VaultNotRequester),
+            Denial::Damaged { .. } => Some(DecisionReason::VaultDamaged),
             Denial::WrongMode { .. }
             | Denial::NotOwner { .. }
             | Denial::Stale { .. }
@@ -175,6 +188,12 @@ impl Denial {
                 None
             }
         }
+    }
+
+    /// Whether the refusal is for damage to the vault's own copy of the record (logged where it
+    /// is found, rate-limited, and answered DATA_LOSS), not a refusal of the requester.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Denial::Damaged { .. })
     }
 
     /// The stable code: `not_finalized`, `unverified`, `no_consent`, `revoked`, …
@@ -196,6 +215,7 @@ impl Denial {
             Denial::NotOurCohort { .. } => "not_our_cohort",
             Denial::BelowK { .. } => "cohort_too_small",
             Denial::ForgedResult { .. } => "forged_result",
+            Denial::Damaged { .. } => "vault_damaged",
         }
     }
 }

@@ -317,6 +317,11 @@ impl Keyring {
         })
     }
 
+    /// The shard file that holds (or would hold) the storage key of `record`.
+    pub(crate) fn shard_file(&self, record: &RecordId) -> PathBuf {
+        self.shard_path(shard_of(record))
+    }
+
     /// The storage key of `record`, if it has one.
     pub(crate) fn record_key(&self, record: &RecordId) -> Result<Option<StorageKey>, StoreError> {
         Ok(self.lock()?.shards[shard_of(record)].get(record).cloned())

@@ -10,10 +10,13 @@
 //!   proven final and included against the genesis validator set.
 //! - [`rpc`] serves `custos.vault.v1.VaultService`; [`server`] starts it; [`client`] is its
 //!   typed client (the CLI's `custos vault` commands use it).
+//! - [`attributes`] names the record attributes a vault accepts, their ranges and codes, and
+//!   which of them the predicate commitment and the aggregate table use.
 //! - [`aggregate`] is the custodian's side of aggregate queries on encrypted data: the sealed
 //!   FHE client key, an encrypted table per category filled at put, and the checked release.
 
 pub mod aggregate;
+pub mod attributes;
 pub mod client;
 pub mod follow;
 pub mod gateway;

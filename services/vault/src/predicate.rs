@@ -2,7 +2,8 @@
 //! the Groth16 proof for a granted predicate-mode request ([`custos_circuits`]).
 //!
 //! A record carries a commitment only when it has every attribute of the circuit's schema
-//! (`age`, `smoker`, `bmi_x10`, …) as a number in `0..=u32::MAX`; the salt is kept with the
+//! (`age`, `smoker`, `bmi_x10`, …; [`crate::attributes`] checks their values at put); the salt is
+//! kept with the
 //! record's encrypted metadata and destroyed with it on erasure. Absent attributes are never
 //! filled in: a proof about a value the hospital did not record would be a lie.
 
@@ -159,6 +160,16 @@ pub enum AnswerError {
     Proof(String),
 }
 
+/// A proof [`verify_answer`] verified, with the public inputs it verified under (built from the
+/// request, the partner, the predicate and the registered commitment, never from the answer).
+#[derive(Clone, Debug)]
+pub struct VerifiedProof {
+    /// The Groth16 proof.
+    pub proof: PredicateProof,
+    /// Its public inputs.
+    pub public: PredicatePublic,
+}
+
 /// Checks a vault's predicate proof as the partner `partner` who made `request` asking
 /// `predicate`: against the record's commitment as registered on the ledger and under the
 /// verifying key governance registered (`vk`, loaded against the registered id). Only what this
@@ -170,7 +181,7 @@ pub fn verify_answer(
     predicate: &Predicate,
     registered_commitment: &[u8],
     vk: &custos_circuits::VerifyingKeyArtifact,
-) -> Result<(), AnswerError> {
+) -> Result<VerifiedProof, AnswerError> {
     let mismatch = |field, reason: String| AnswerError::Mismatch { field, reason };
     if answer.request_id != request.to_vec() {
         return Err(mismatch("request_id", "another request's answer".into()));
@@ -203,5 +214,6 @@ pub fn verify_answer(
         PredicateProof::from_bytes(&answer.proof).map_err(|e| AnswerError::Proof(e.to_string()))?;
     proof
         .verify(vk, &public)
-        .map_err(|e| AnswerError::Proof(e.to_string()))
+        .map_err(|e| AnswerError::Proof(e.to_string()))?;
+    Ok(VerifiedProof { proof, public })
 }

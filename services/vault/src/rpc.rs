@@ -3,11 +3,16 @@
 //!
 //! A release runs: signed read (signature, chain, method, freshness) → the node's decision with
 //! its proof → [`GrantCheck::verify`] → the record, its owner and the requester's registered key
-//! → the data key wrapped to the requester → the `ConfirmRelease` transaction finalized on the
-//! ledger → only then the header and the ciphertext chunks stream out.
+//! → the data key wrapped to the requester → every stored chunk read and checked (authenticated
+//! under the data key, the stream's digest equal to the registered one) → the `ConfirmRelease`
+//! transaction finalized on the ledger → only then the header and the ciphertext chunks stream
+//! out. Damage found on the way is never confirmed: the release is refused (`DATA_LOSS`,
+//! `vault_damaged`, naming the record and the part), reported on the ledger as a vault refusal,
+//! and logged at most once per [`DAMAGE_LOG_INTERVAL`].
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use custos_crypto::{Hash, PartyKeys, sha256};
 use custos_ledger::ValidatorSet;
@@ -15,14 +20,14 @@ use custos_proto::access::v1 as access_pb;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_proto::vault::v1 as pb;
 use custos_proto::vault::v1::vault_service_server::VaultService;
-use custos_types::read::ReplayError;
 use custos_types::tx::{ConfirmRelease, RegisterRecord, ReportRefusal};
 use custos_types::{
     FieldError, Genesis, Height, PartyId, RecordId, ReplayGuard, RequestId, Role, SignedRead,
     SignedTransaction, Timestamp, TxId, TxKind,
 };
 use custos_vault::{
-    EncryptionKey, NewRecord, Registration, ReleaseHeader, Vault, VaultError, VaultStore,
+    Damage, EncryptionKey, NewRecord, Registration, ReleaseHeader, Vault, VaultError, VaultStore,
+    WrappedKey,
 };
 use prost::Message;
 use rand_core::{OsRng, RngCore};
@@ -83,6 +88,35 @@ impl Default for Limits {
     }
 }
 
+/// Shortest time between two log lines about damaged records.
+pub const DAMAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Admits one log line per [`DAMAGE_LOG_INTERVAL`] and counts those it holds back, so that a
+/// client retrying a damaged record cannot flood the log.
+#[derive(Default)]
+struct LogLimit {
+    // When a line was last admitted, and lines held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimit {
+    /// `Some(lines held back since the last admitted one)` if a line may be logged now.
+    fn admit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < DAMAGE_LOG_INTERVAL => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                state.0 = Some(now);
+                Some(std::mem::take(&mut state.1))
+            }
+        }
+    }
+}
+
 struct Inner<S, G> {
     vault: Arc<Vault<S>>,
     gateway: G,
@@ -94,6 +128,7 @@ struct Inner<S, G> {
     reads: std::sync::Mutex<ReplayGuard>,
     prover: std::sync::OnceLock<Arc<custos_circuits::ProvingKeyArtifact>>,
     aggregates: std::sync::OnceLock<Arc<Aggregates>>,
+    damage_log: LogLimit,
 }
 
 /// The vault service over a vault of store `S`, talking to the ledger through `G`.
@@ -120,10 +155,22 @@ pub fn field_status(error: FieldError, what: &str) -> Status {
     }
 }
 
-/// A refused release: PERMISSION_DENIED whose message starts with the denial's code; logged.
+/// A refused release: PERMISSION_DENIED (DATA_LOSS for damage) whose message starts with the
+/// denial's code; logged (damage is logged where it is found, rate-limited).
 pub fn deny(denial: Denial) -> Status {
-    custos_client::refused!(code = denial.code(), reason = %denial, "vault release refused");
-    Status::permission_denied(denial.to_string())
+    if !denial.is_damage() {
+        custos_client::refused!(code = denial.code(), reason = %denial, "vault release refused");
+    }
+    denial_status(&denial, denial.to_string())
+}
+
+/// DATA_LOSS for damage, PERMISSION_DENIED for every other refusal.
+fn denial_status(denial: &Denial, message: String) -> Status {
+    if denial.is_damage() {
+        Status::data_loss(message)
+    } else {
+        Status::permission_denied(message)
+    }
 }
 
 /// An internal failure: logged in full, reported without detail.
@@ -215,6 +262,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 reads: Default::default(),
                 prover: std::sync::OnceLock::new(),
                 aggregates: std::sync::OnceLock::new(),
+                damage_log: LogLimit::default(),
             }),
         })
     }
@@ -270,19 +318,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         let now = Timestamp::now();
         read.check_for(&self.inner.genesis.chain_id, method, now, "vault")
             .map_err(|e| field_status(e, "signed read"))?;
-        let admitted = match self.inner.reads.lock() {
-            Ok(mut guard) => guard.admit(&read, now),
-            Err(poisoned) => poisoned.into_inner().admit(&read, now),
-        };
-        admitted.map_err(|e| {
-            custos_client::refused!(author = %read.author.short(), reason = %e, "read refused");
-            match e {
-                ReplayError::Replayed { .. } => Status::unauthenticated(e.to_string()),
-                ReplayError::AuthorFull { .. } | ReplayError::Full { .. } => {
-                    Status::resource_exhausted(e.to_string())
-                }
-            }
-        })?;
+        custos_client::admit_read(&self.inner.reads, &read, now)?;
         Ok(read)
     }
 
@@ -362,11 +398,14 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         match inner.gateway.submit(&inner.keys, report).await {
             Ok(logged) => {
                 let tx = hex::encode(&logged.tx_id);
-                custos_client::refused!(code = denial.code(), reason = %denial, report = %tx, height = logged.height, "vault release refused and reported on the ledger");
-                Status::permission_denied(format!(
+                let message = format!(
                     "{denial} (refusal logged on the ledger: tx {tx} at height {})",
                     logged.height
-                ))
+                );
+                if !denial.is_damage() {
+                    custos_client::refused!(code = denial.code(), reason = %denial, report = %tx, height = logged.height, "vault release refused and reported on the ledger");
+                }
+                denial_status(&denial, message)
             }
             Err(e) => {
                 // The request is unknown to the ledger (nothing to attach the denial to) or the
@@ -375,6 +414,46 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 deny(denial)
             }
         }
+    }
+
+    /// Refuses a release because `error` found the vault's copy of `record` damaged: logged
+    /// (rate-limited), reported on the ledger as a `vault_damaged` refusal, answered with
+    /// DATA_LOSS naming the record and the damaged part. Nothing is confirmed or deleted.
+    async fn damaged(
+        &self,
+        request: RequestId,
+        requester: PartyId,
+        evidence: Hash,
+        record: RecordId,
+        error: VaultError,
+    ) -> Status {
+        let damage = Damage::from_error(record, &error).unwrap_or_else(|| Damage {
+            record,
+            part: custos_vault::Part::Stream,
+            reason: error.to_string(),
+        });
+        if let Some(held_back) = self.inner.damage_log.admit() {
+            tracing::error!(
+                target: "custos::vault",
+                record = %record.to_hex(),
+                part = %damage.part,
+                reason = %damage.reason,
+                request = %request.short(),
+                held_back,
+                "damaged record: release refused, nothing confirmed; restore it from a backup \
+                 (`custos vault scrub` lists every damaged record)"
+            );
+        }
+        self.refuse(
+            request,
+            requester,
+            evidence,
+            Denial::Damaged {
+                request,
+                damage: damage.to_string(),
+            },
+        )
+        .await
     }
 
     /// Logs a release on the ledger (`ConfirmRelease` with the digest of what is released) and
@@ -446,6 +525,9 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         let meta = match inner.vault.meta(&record) {
             Ok(meta) => meta,
             Err(VaultError::UnknownRecord(r)) => return Err(deny(Denial::UnknownRecord(r))),
+            Err(e) if e.is_damage() => {
+                return Err(self.damaged(request, requester, evidence, record, e).await);
+            }
             Err(e) => return Err(internal(e)),
         };
         if decision.patient != Some(meta.owner) {
@@ -884,6 +966,27 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         })
     }
 
+    /// The record's data key wrapped for a release of `kind` to `requester`'s key `named`: the
+    /// owner's stored wrap when it is to that key, else a fresh wrap.
+    fn wrap_for(
+        &self,
+        kind: ReleaseKind,
+        record: RecordId,
+        requester: PartyId,
+        named: &EncryptionKey,
+    ) -> Result<WrappedKey, VaultError> {
+        let vault = &self.inner.vault;
+        if kind == ReleaseKind::Owner {
+            let (_, stored) = vault.owner_key(&record)?;
+            if stored.recipient_key == *named {
+                return Ok(stored);
+            }
+        }
+        // `check.verify` refused any non-raw grant before this is called.
+        let (_, fresh) = vault.release(&record, requester, named, &mut OsRng)?;
+        Ok(fresh)
+    }
+
     async fn release(
         &self,
         wire: ledger_pb::SignedRead,
@@ -921,28 +1024,25 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
             })
             .await);
         }
-        let wrapped = match kind {
-            ReleaseKind::Owner => {
-                let (_, stored) = inner.vault.owner_key(&record).map_err(vault_status)?;
-                if stored.recipient_key == named {
-                    stored
-                } else {
-                    let (_, fresh) = inner
-                        .vault
-                        .release(&record, requester, &named, &mut OsRng)
-                        .map_err(vault_status)?;
-                    fresh
-                }
+        let wrapped = match self.wrap_for(kind, record, requester, &named) {
+            Ok(wrapped) => wrapped,
+            Err(e) if e.is_damage() => {
+                return Err(self.damaged(request, requester, evidence, record, e).await);
             }
-            // `check.verify` refused any non-raw grant above.
-            ReleaseKind::Grantee | ReleaseKind::Predicate | ReleaseKind::Aggregate => {
-                let (_, fresh) = inner
-                    .vault
-                    .release(&record, requester, &named, &mut OsRng)
-                    .map_err(vault_status)?;
-                fresh
-            }
+            Err(e) => return Err(vault_status(e)),
         };
+        // Read and check everything the stream will send before the release is confirmed.
+        let (vault, checked) = (inner.vault.clone(), meta.clone());
+        match tokio::task::spawn_blocking(move || vault.verify(&checked))
+            .await
+            .map_err(internal)?
+        {
+            Ok(_) => {}
+            Err(e) if e.is_damage() => {
+                return Err(self.damaged(request, requester, evidence, record, e).await);
+            }
+            Err(e) => return Err(vault_status(e)),
+        }
         let mut header = ReleaseHeader::new(request, &meta, wrapped, TxId(Hash::ZERO));
         // Log before release: the confirmation is final before a byte of the record leaves.
         let confirmed = self.confirm(request, header.release_digest).await?;
@@ -1021,8 +1121,10 @@ impl<S: VaultStore, G: LedgerGateway> VaultService for VaultRpc<S, G> {
         };
         let read = self.authorize(&header_read, methods::PUT)?;
         self.require_custodian(&read, "put records")?;
-        let wire: pb::RecordHeader = read
+        let mut wire: pb::RecordHeader = read
             .query()
+            .map_err(|e| field_status(e.within("header"), "put"))?;
+        wire.attributes = crate::attributes::normalize(&wire.attributes)
             .map_err(|e| field_status(e.within("header"), "put"))?;
         let record = NewRecord::from_wire(&wire, || {
             let mut id = [0u8; 32];

@@ -38,9 +38,34 @@ pub enum ServiceError {
     /// The ledger node could not be reached or refused.
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    /// The store holds damaged records; the vault does not start on them.
+    #[error("{}", damage_report(.0))]
+    Damaged(Vec<custos_vault::Damage>),
     /// The server failed.
     #[error("gRPC server: {0}")]
     Server(String),
+}
+
+/// Damaged records named in a refusal to start (the first this many; a scrub lists all).
+const NAMED_DAMAGE: usize = 20;
+
+fn damage_report(damage: &[custos_vault::Damage]) -> String {
+    let mut out = format!(
+        "the vault's store holds {} damaged record(s); the vault does not start on a damaged \
+         store and has changed nothing in it:",
+        damage.len()
+    );
+    for d in damage.iter().take(NAMED_DAMAGE) {
+        out.push_str(&format!("\n  {d}"));
+    }
+    if damage.len() > NAMED_DAMAGE {
+        out.push_str(&format!("\n  … and {} more", damage.len() - NAMED_DAMAGE));
+    }
+    out.push_str(
+        "\nrestore the named files (keyring shards, chunk files, sled) from a backup, then run \
+         `custos vault scrub` on the folder",
+    );
+    out
 }
 
 /// Where a vault listens, which node it uses, and where it keeps its data.
@@ -137,8 +162,10 @@ impl<S: VaultStore, G: LedgerGateway> RunningVault<S, G> {
         let trusted = custos_client::verify::genesis_validators(&genesis)
             .map_err(|e| ServiceError::Config(format!("genesis: {e}")))?;
         self.follower = Some(tokio::spawn(crate::follow::follow_erasures(
-            config.node.clone(),
-            self.rpc.keys().clone(),
+            crate::follow::Source {
+                node: config.node.clone(),
+                keys: self.rpc.keys().clone(),
+            },
             self.vault().clone(),
             self.rpc.aggregates().cloned(),
             genesis,
@@ -208,6 +235,13 @@ pub async fn start_with<G: LedgerGateway>(
         }
     }
     let store = SledVaultStore::open(&config.data_dir, passphrase, config.kdf)?;
+    // Nothing of a damaged record is deleted or served around: the operator restores it first.
+    if !store.damage().is_empty() {
+        for d in store.damage() {
+            tracing::error!(target: "custos::vault", record = %d.record.short(), part = %d.part, reason = %d.reason, "damaged record");
+        }
+        return Err(ServiceError::Damaged(store.damage().to_vec()));
+    }
     let vault = Vault::open(store, custodian, &mut OsRng)?;
     let k_min = config
         .min_cohort

@@ -1,10 +1,11 @@
 //! custos-vault integration tests: the shared store suite on the in-memory store, round trips,
-//! tampering, rotation and pinned encodings.
+//! tampering, scrubbing, rotation and pinned encodings.
 // Test helpers: failing loudly is their job.
 #![allow(missing_docs, clippy::unwrap_used, clippy::new_without_default)]
 
 mod pinned;
 mod roundtrip;
+mod scrub;
 mod tamper;
 
 use std::sync::Arc;

@@ -8,6 +8,8 @@ mod crash;
 mod flow;
 mod governance;
 mod vault;
+mod vault_damage;
+mod zk;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

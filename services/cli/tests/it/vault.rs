@@ -9,9 +9,10 @@ use crate::{
     custos, init_and_start_node, keygen, ok_json, refused, spawn_listening, succeeded, until_ok,
 };
 
-const PASSPHRASE: &str = "correct horse battery staple, twice over";
+pub(crate) const PASSPHRASE: &str = "correct horse battery staple, twice over";
 
-fn run(args: &[&str], node: &str, vault: &str, key: &Path) -> Output {
+/// `custos --json …` with the node, vault, key and passphrase in the environment.
+pub(crate) fn run(args: &[&str], node: &str, vault: &str, key: &Path) -> Output {
     custos()
         .arg("--json")
         .args(args)
@@ -24,7 +25,7 @@ fn run(args: &[&str], node: &str, vault: &str, key: &Path) -> Output {
 }
 
 /// Starts `custos vault run` on a free loopback port; returns the child and its endpoint.
-fn start_vault(
+pub(crate) fn start_vault(
     node: &str,
     genesis: &Path,
     sealed: &Path,
@@ -521,4 +522,149 @@ fn an_advertiser_runs_an_aggregate_through_the_cli() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
+}
+
+#[test]
+fn put_refuses_unknown_attributes_and_unencodable_values_and_says_what_it_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (hospital, _) = keygen(d, "hospital");
+    let (alice, alice_pk) = keygen(d, "alice");
+    let parties = format!("custodian:st-mary:{}:member", hospital.display());
+    let (mut node_child, node, genesis) = init_and_start_node(&d.join("node"), &parties, &[]);
+    until_ok(|| run(&["patient", "register"], &node, "", &alice));
+    let sealed = d.join("hospital.sealed");
+    ok_json(
+        custos()
+            .args(["--json", "vault", "seal-key", "--key"])
+            .arg(&hospital)
+            .arg("--out")
+            .arg(&sealed)
+            .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE)
+            .output()
+            .unwrap(),
+    );
+    let (mut vault_child, vault) = start_vault(&node, &genesis, &sealed, &d.join("vault"), None);
+    let file = d.join("obs.json");
+    std::fs::write(&file, br#"{"resourceType":"Observation"}"#).unwrap();
+    let put = |attrs: &[&str], json: bool| {
+        let mut args = vec![
+            "vault",
+            "put",
+            "--owner",
+            &alice_pk,
+            "--category",
+            "lab",
+            "--file",
+            file.to_str().unwrap(),
+        ];
+        for a in attrs {
+            args.extend(["--attr", a]);
+        }
+        let mut command = custos();
+        if json {
+            command.arg("--json");
+        }
+        command
+            .args(&args)
+            .env("CUSTOS_NODE", &node)
+            .env("CUSTOS_VAULT", &vault)
+            .env("CUSTOS_KEY", &sealed)
+            .env("CUSTOS_VAULT_PASSPHRASE", PASSPHRASE)
+            .output()
+            .unwrap()
+    };
+
+    // Each refusal names the attribute and what it expected; nothing is stored.
+    for (attrs, says) in [
+        (&["age=42", "weight=80"][..], "unknown attribute `weight`"),
+        (
+            &["age=200"][..],
+            "`age`: expected a whole number in 0..=127, got 200",
+        ),
+        (
+            &["age=-1"][..],
+            "`age`: expected a whole number in 0..=127, got -1",
+        ),
+        (
+            &["sex=robot"][..],
+            "`sex`: expected one of 0 (not_known), 1 (male), 2 (female)",
+        ),
+        (&["sex=3"][..], "`sex`: expected one of"),
+        (
+            &["smoker=maybe"][..],
+            "`smoker`: expected 0 (no) or 1 (yes)",
+        ),
+        (
+            &["diabetes=2"][..],
+            "`diabetes`: expected 0 (no) or 1 (yes), got 2",
+        ),
+        (&["bmi_x10=28.4"][..], "`bmi_x10`: expected a whole number"),
+        (&["age=42", "age=43"][..], "`age` appears more than once"),
+        (&["age"][..], "expected name=value"),
+    ] {
+        let why = refused(put(attrs, false));
+        assert!(why.contains("--attr"), "{attrs:?}: {why}");
+        assert!(why.contains(says), "{attrs:?}: {why}");
+    }
+    let listed = ok_json(run(&["vault", "list"], &node, &vault, &sealed));
+    assert!(listed.as_array().unwrap().is_empty(), "nothing was stored");
+
+    // The aggregate attributes alone: a row, no commitment, and the output says which
+    // attributes a commitment would still need.
+    let aggregate_only = [
+        "age=52",
+        "bmi_x10=284",
+        "hba1c_x10=68",
+        "diabetes=yes",
+        "smoker=0",
+        "sex=female",
+    ];
+    let v = ok_json(put(&aggregate_only, true));
+    assert_eq!(v["aggregate_row"], true);
+    assert_eq!(v["attribute_commitment"], serde_json::Value::Null);
+    assert_eq!(
+        v["commitment_missing"],
+        serde_json::json!(["systolic_bp", "cholesterol", "postcode_region"])
+    );
+    assert_eq!(v["aggregate_missing"], serde_json::json!([]));
+    assert_eq!(v["attributes"]["sex"], 2);
+    assert_eq!(v["attributes"]["diabetes"], 1);
+
+    // All of them: a commitment on the ledger, and a row.
+    let mut all = aggregate_only.to_vec();
+    all.extend(["systolic_bp=141", "cholesterol=240", "postcode_region=1017"]);
+    let human = succeeded(put(&all, false));
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains("attribute commitment registered on the ledger: "),
+        "{human}"
+    );
+    assert!(
+        human.contains("aggregate row added to the vault's encrypted table"),
+        "{human}"
+    );
+    let v = ok_json(put(&all, true));
+    let commitment = v["attribute_commitment"].as_str().unwrap();
+    assert_eq!(commitment.len(), 64);
+    assert_eq!(v["commitment_missing"], serde_json::json!([]));
+
+    // No attributes: stored and registered, and the output says what it lacks.
+    let human = succeeded(put(&[], false));
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains("no attribute commitment (missing age, smoker, bmi_x10"),
+        "{human}"
+    );
+    assert!(
+        human.contains("no aggregate row (missing age, smoker, bmi_x10, hba1c_x10, sex, diabetes)"),
+        "{human}"
+    );
+    let listed = ok_json(run(&["vault", "list"], &node, &vault, &sealed));
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+
+    vault_child.kill().unwrap();
+    vault_child.wait().unwrap();
+    node_child.kill().unwrap();
+    node_child.wait().unwrap();
 }

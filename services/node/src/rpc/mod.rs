@@ -13,7 +13,6 @@ use custos_consent::{ErrorClass, PartyState, StateFacts, TxError};
 use custos_proto::access::v1 as access_pb;
 use custos_proto::ledger::v1 as ledger_pb;
 use custos_types::policy::Concerned;
-use custos_types::read::ReplayError;
 use custos_types::{FieldError, Reader, ReplayGuard, SignedRead, Timestamp};
 use tonic::Status;
 
@@ -108,19 +107,7 @@ pub fn authorize_read(
                 read.author.short()
             ))
         })?;
-    let admitted = match ctx.reads.lock() {
-        Ok(mut guard) => guard.admit(&read, now),
-        Err(poisoned) => poisoned.into_inner().admit(&read, now),
-    };
-    admitted.map_err(|e| {
-        custos_client::refused!(author = %read.author.short(), reason = %e, "read refused");
-        match e {
-            ReplayError::Replayed { .. } => Status::unauthenticated(e.to_string()),
-            ReplayError::AuthorFull { .. } | ReplayError::Full { .. } => {
-                Status::resource_exhausted(e.to_string())
-            }
-        }
-    })?;
+    custos_client::admit_read(&ctx.reads, &read, now)?;
     Ok((read, party))
 }
 

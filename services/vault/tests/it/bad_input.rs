@@ -9,6 +9,22 @@ use rand_core::OsRng;
 
 use crate::{VaultNet, party, random32};
 
+fn with_attributes(
+    header: pb::RecordHeader,
+    attributes: Vec<(&str, pb::attribute::Value)>,
+) -> pb::RecordHeader {
+    pb::RecordHeader {
+        attributes: attributes
+            .into_iter()
+            .map(|(name, value)| pb::Attribute {
+                name: name.into(),
+                value: Some(value),
+            })
+            .collect(),
+        ..header
+    }
+}
+
 fn fetch_query(vn: &VaultNet) -> pb::FetchRecordQuery {
     pb::FetchRecordQuery {
         request_id: random32().to_vec(),
@@ -202,6 +218,33 @@ async fn puts_are_refused_naming_the_field_and_store_nothing() {
             },
             vec![vec![1]],
             "header.attributes[0].name",
+        ),
+        (
+            with_attributes(
+                header(patient.clone(), "lab", 1),
+                vec![
+                    ("age", pb::attribute::Value::Numeric(40)),
+                    ("weight", pb::attribute::Value::Numeric(80)),
+                ],
+            ),
+            vec![vec![1]],
+            "header.attributes[1].name",
+        ),
+        (
+            with_attributes(
+                header(patient.clone(), "lab", 1),
+                vec![("age", pb::attribute::Value::Numeric(200))],
+            ),
+            vec![vec![1]],
+            "header.attributes[0].numeric",
+        ),
+        (
+            with_attributes(
+                header(patient.clone(), "lab", 1),
+                vec![("sex", pb::attribute::Value::Categorical("robot".into()))],
+            ),
+            vec![vec![1]],
+            "header.attributes[0].categorical",
         ),
         (header(patient.clone(), "lab", 10), vec![vec![1; 4]], "data"),
         (header(patient.clone(), "lab", 3), vec![vec![1; 4]], "data"),

@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod bad_input;
+mod damage;
 mod denied;
 mod erasure;
 mod lifecycle;

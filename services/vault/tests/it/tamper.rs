@@ -1,9 +1,10 @@
-//! Tampering with what the vault stores: the recipient gets an integrity error naming the
-//! record, and no plaintext file appears.
+//! Tampering with what the vault stores: the vault finds it before confirming the release and
+//! refuses with the integrity error naming the record; nothing is confirmed and no plaintext
+//! file appears.
 
 use custos_types::{AccessMode, Purpose, RecordId};
 use custos_vault::stream::{RecordVersion, StreamError};
-use custos_vault::{CHUNK_SIZE, VaultError, VaultStore};
+use custos_vault::{CHUNK_SIZE, VaultStore};
 use custos_vault_service::VaultClientError;
 
 use crate::{VaultNet, random_bytes};
@@ -53,7 +54,7 @@ fn damage(vn: &VaultNet, record: &RecordId, how: &Damage) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn tampered_chunks_fail_with_an_integrity_error_naming_the_record_and_no_file() {
+async fn tampered_chunks_are_refused_before_any_confirmation_with_the_integrity_error() {
     let vn = VaultNet::start(1).await.unwrap();
     let patient = &vn.net.patients[0];
     vn.net
@@ -81,55 +82,32 @@ async fn tampered_chunks_fail_with_an_integrity_error_naming_the_record_and_no_f
             .await
             .unwrap();
         damage(&vn, &record, &how);
-        let (out, fetched) = vn
-            .request_and_fetch(&vn.net.insurer, record, "HPAYMT", false)
-            .await
-            .unwrap();
-        let error = match fetched {
-            Err(VaultClientError::Integrity(VaultError::Stream(e))) => e,
-            other => panic!("expected an integrity error, got {other:?}"),
+        let decision = vn.request(&vn.net.insurer, record, "HPAYMT").await.unwrap();
+        let request = VaultNet::request_id(&decision);
+        let (out, fetched) = vn.fetch(&vn.net.insurer, request, false).await;
+        // The vault reads and checks the record before confirming a release: it refuses with
+        // the integrity error the recipient would have met, and confirms nothing.
+        let expected = match &how {
+            Damage::FlipBit => StreamError::Integrity { record, index: 1 },
+            Damage::SwapChunks | Damage::WrongAad(_) => StreamError::Integrity { record, index: 0 },
+            Damage::TruncateLastChunk => StreamError::Integrity { record, index: 3 },
+            Damage::DropLastChunk => StreamError::Truncated { record, chunks: 3 },
         };
-        match (&how, &error) {
-            (
-                Damage::FlipBit,
-                StreamError::Integrity {
-                    record: r,
-                    index: 1,
-                },
-            )
-            | (
-                Damage::SwapChunks,
-                StreamError::Integrity {
-                    record: r,
-                    index: 0,
-                },
-            )
-            | (
-                Damage::TruncateLastChunk,
-                StreamError::Integrity {
-                    record: r,
-                    index: 3,
-                },
-            )
-            | (
-                Damage::DropLastChunk,
-                StreamError::Truncated {
-                    record: r,
-                    chunks: 3,
-                },
-            )
-            | (
-                Damage::WrongAad(_),
-                StreamError::Integrity {
-                    record: r,
-                    index: 0,
-                },
-            ) => {
-                assert_eq!(*r, record)
+        let error = match fetched {
+            Err(VaultClientError::Status(s)) => {
+                assert_eq!(s.code(), tonic::Code::DataLoss, "{s:?}");
+                s.message().to_string()
             }
-            _ => panic!("unexpected error {error:?}"),
-        }
-        assert!(error.to_string().contains(&record.to_hex()), "{error}");
+            other => panic!("expected the vault to refuse, got {other:?}"),
+        };
+        assert!(error.starts_with("vault_damaged:"), "{error}");
+        assert!(
+            error.contains(&expected.to_string()),
+            "expected {expected}, got {error}"
+        );
+        assert!(error.contains(&record.to_hex()), "{error}");
+        let entry = vn.audit_entry(request).await.unwrap();
+        assert!(entry.releases.is_empty(), "nothing confirmed after {error}");
         assert!(!out.exists(), "no plaintext file after {error}");
         assert!(
             vn.partial_files().is_empty(),
