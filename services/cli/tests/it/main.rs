@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod flow;
 mod governance;
+mod python;
 mod vault;
 
 use std::path::{Path, PathBuf};
