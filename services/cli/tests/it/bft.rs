@@ -77,7 +77,7 @@ struct Validator {
 }
 
 /// A devnet of validator processes. See the module docs.
-struct Devnet {
+pub(crate) struct Devnet {
     genesis: Genesis,
     nodes: Vec<Validator>,
     dir: tempfile::TempDir,
@@ -98,7 +98,7 @@ impl Drop for Devnet {
 
 impl Devnet {
     /// `custos devnet --validators n --init-only`, then every validator started.
-    async fn start(n: usize) -> anyhow::Result<Self> {
+    pub(crate) async fn start(n: usize) -> anyhow::Result<Self> {
         let turn = ONE_AT_A_TIME.lock().await;
         let dir = tempfile::tempdir()?;
         let out = custos()
@@ -143,6 +143,16 @@ impl Devnet {
 
     fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The folder `custos devnet` wrote: genesis, key files, one folder per validator.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Validator `i`'s gRPC endpoint, `http://127.0.0.1:PORT`.
+    pub(crate) fn endpoint(&self, i: usize) -> &str {
+        &self.nodes[i].endpoint
     }
 
     /// Starts validator `i` (again: same config, ports and data folder) and connects to it.

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod flow;
 mod governance;
+mod python;
 mod vault;
 mod vault_damage;
 mod zk;
