@@ -5,7 +5,8 @@
 //!
 //! The expensive read is `AuditService.VerifyChain`, the call that once re-verified every header
 //! on every call (about 200 ms at height 728, linear in height) and let 16 callers stall a
-//! validator. It is signed by the auditor, whom no role check cuts short. One in-process
+//! validator. Each reader signs as an auditor of its own (whom no role check cuts short, and whose
+//! reads no per-author replay bound throttles). One in-process
 //! validator (a one-validator network, the same code path as four) on loopback gRPC; the chain is
 //! first grown to the bench's height with idle blocks so that a per-call cost linear in height
 //! would show. The readers share this host's cores with the validator (the load average is
@@ -98,15 +99,16 @@ async fn latencies(client: &Client, n: usize) -> Vec<f64> {
 /// answers.
 fn start_readers(
     clients: &[Client],
-    auditor: &Arc<PartyKeys>,
+    auditors: &[Arc<PartyKeys>],
     stop: &Arc<AtomicBool>,
     served: &Arc<AtomicU64>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     clients
         .iter()
         .cloned()
-        .map(|client| {
-            let (auditor, stop, served) = (auditor.clone(), stop.clone(), served.clone());
+        .zip(auditors.iter().cloned())
+        .map(|(client, auditor)| {
+            let (stop, served) = (stop.clone(), served.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     let read = client.signed_read(
@@ -136,7 +138,9 @@ async fn run(quick: bool) {
     let (height, per_phase) = if quick { (200, 30) } else { (1_000, 100) };
     let dir = tempfile::tempdir().expect("tempdir");
     let validator = PartyKeys::generate(&mut rand::rngs::OsRng);
-    let auditor = Arc::new(PartyKeys::generate(&mut rand::rngs::OsRng));
+    let auditors: Vec<Arc<PartyKeys>> = (0..READERS)
+        .map(|_| Arc::new(PartyKeys::generate(&mut rand::rngs::OsRng)))
+        .collect();
     let genesis = Genesis {
         chain_id: ChainId::parse(CHAIN).expect("chain"),
         genesis_time_ms: Timestamp::now().0,
@@ -146,13 +150,18 @@ async fn run(quick: bool) {
             power: 1,
             address: String::new(),
         }],
-        parties: vec![GenesisParty {
-            public_key: PartyId(auditor.public()),
-            role: Role::Auditor,
-            encryption_key: auditor.encryption_public(),
-            organisation: Organisation::parse("health-regulator", "organisation").expect("org"),
-            member: false,
-        }],
+        parties: auditors
+            .iter()
+            .enumerate()
+            .map(|(i, a)| GenesisParty {
+                public_key: PartyId(a.public()),
+                role: Role::Auditor,
+                encryption_key: a.encryption_public(),
+                organisation: Organisation::parse(&format!("regulator-{i}"), "organisation")
+                    .expect("org"),
+                member: false,
+            })
+            .collect(),
     };
     let gpath = dir.path().join("genesis.json");
     std::fs::write(&gpath, serde_json::to_string(&genesis).expect("json")).expect("write");
@@ -190,7 +199,7 @@ async fn run(quick: bool) {
     for round in 0..2 {
         idle.extend(latencies(&client, per_phase).await);
         let stop = Arc::new(AtomicBool::new(false));
-        let readers = start_readers(&readers_clients, &auditor, &stop, &served);
+        let readers = start_readers(&readers_clients, &auditors, &stop, &served);
         // Let every reader be in flight before measuring.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let start = Instant::now();
