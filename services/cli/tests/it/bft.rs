@@ -147,7 +147,7 @@ impl Devnet {
 
     /// The folder `custos devnet` wrote: genesis, key files, one folder per validator.
     pub(crate) fn dir(&self) -> &std::path::Path {
-        self._dir.path()
+        self.dir.path()
     }
 
     /// Validator `i`'s gRPC endpoint, `http://127.0.0.1:PORT`.
