@@ -260,6 +260,41 @@ pub(crate) async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
 
     section(
         out,
+        "advertiser re-signs the insurer's payment request as its own, to share its id",
+    );
+    // The signed body names its author, so the very same bytes signed by another party are
+    // refused before any work: no second party can produce the insurer's request id.
+    let insurers = insurer_c
+        .sign(
+            &cast.insurer,
+            TxKind::RequestAccess(RequestAccess {
+                record_id: alice_lab,
+                purpose: Purpose::HPAYMT,
+                mode: AccessMode::Raw,
+                justification_digest: None,
+                query: vec![],
+            }),
+        )
+        .await?;
+    let mut stolen = insurers.to_wire();
+    stolen.author = cast.advertiser.public().as_bytes().to_vec();
+    stolen.signature = cast
+        .advertiser
+        .identity
+        .sign_in(custos_crypto::context::TRANSACTION, &stolen.body)
+        .to_bytes()
+        .to_vec();
+    match advertiser_c.access().request_access(stolen).await {
+        Err(status) => out.say(format!(
+            "advertiser is refused: {} ({})",
+            status.message(),
+            status.code()
+        )),
+        Ok(_) => anyhow::bail!("the advertiser's copy of the insurer's request was accepted"),
+    }
+
+    section(
+        out,
         "insurer tries a purpose alice did not consent to (HMARKT is not under HPAYMT)",
     );
     let d3 = request(insurer_c, &cast.insurer, alice_lab, "HMARKT", None).await?;
