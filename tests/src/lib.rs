@@ -111,6 +111,8 @@ pub struct NetOptions {
     pub dashboard: bool,
     /// The node's admission limits, when not its defaults.
     pub limits: Option<custos_node::mempool::Limits>,
+    /// The node's read budget, when not its default.
+    pub reads: Option<custos_node::config::ReadsConfig>,
 }
 
 /// A one-node consortium with four organisations and some patients. See the crate docs.
@@ -206,6 +208,9 @@ impl TestNet {
         if let Some(limits) = options.limits {
             config.max_pending_per_author = limits.per_author;
             config.max_pending_registrations = limits.registrations;
+        }
+        if let Some(reads) = options.reads {
+            config.reads = reads;
         }
         let node = bounded("starting the node", custos_node::start(config.clone())).await??;
         let client = Self::connect(&node).await?;

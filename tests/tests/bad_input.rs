@@ -975,6 +975,76 @@ async fn verify_chain_verifies_each_header_once_however_often_it_is_called() {
     net.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_past_the_nodes_budget_are_refused_with_a_retry_hint_before_any_work() {
+    use custos_node::config::ReadsConfig;
+    let options = custos_tests::NetOptions {
+        reads: Some(ReadsConfig {
+            per_second: 1,
+            burst: 10,
+            per_author_per_second: 1,
+            per_author_burst: 3,
+        }),
+        ..Default::default()
+    };
+    let net = TestNet::start_with(0, options).await.unwrap();
+    let before = net.snapshot().await.unwrap();
+    let query = audit_pb::AccessLogQuery::default();
+    let read = |keys: &PartyKeys| net.client.signed_read(keys, QUERY_ACCESS_LOG, &query);
+    let over_budget = |status: Status, names: &[&str]| {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        for name in names {
+            assert!(status.message().contains(name), "{name}: {status:?}");
+        }
+        let wait = custos_client::retry_after(&status).expect("a retry-after-ms hint");
+        assert!(wait > std::time::Duration::ZERO, "{status:?}");
+        assert!(wait <= std::time::Duration::from_secs(1), "{status:?}");
+    };
+    // The auditor spends its own burst of three (a token a second comes back); the next read
+    // is refused, naming the author's budget.
+    let mut served = 0;
+    let refused = loop {
+        match query_log(&net, read(&net.auditor)).await {
+            Ok(_) => served += 1,
+            Err(status) => break status,
+        }
+        assert!(served < 6, "the auditor's budget never ran out");
+    };
+    assert!(served >= 3, "{served} reads served of a burst of three");
+    over_budget(refused, &["author", "at most 1 signed reads a second"]);
+    // Another reader is not held back by the auditor's spent budget.
+    query_log(&net, read(&net.hospital)).await.unwrap();
+    // Reads with bad signatures spend the node's budget before their signature is checked,
+    // until the node is at its rate and refuses before any work on the read.
+    let mut forged = read(&net.insurer);
+    forged.signature[0] ^= 1;
+    let mut attempts = 0;
+    let refused = loop {
+        let status = query_log(&net, forged.clone()).await.expect_err("forged");
+        if status.code() != Code::Unauthenticated {
+            break status;
+        }
+        attempts += 1;
+        assert!(attempts < 20, "forged reads never spent the node's budget");
+    };
+    over_budget(
+        refused,
+        &[
+            "read budget",
+            "this server serves at most 1 signed reads a second",
+        ],
+    );
+    // Now every reader waits, good signature or not.
+    over_budget(
+        query_log(&net, read(&net.hospital))
+            .await
+            .expect_err("node at its rate"),
+        &["this server serves at most 1"],
+    );
+    net.assert_unchanged(&before).await.unwrap();
+    net.stop().await.unwrap();
+}
+
 /// Counts the refusal lines (`custos::rejected`) the process writes.
 struct RefusalLines(std::sync::Arc<std::sync::atomic::AtomicU64>);
 

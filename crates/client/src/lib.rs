@@ -115,6 +115,55 @@ pub fn admit_read(
     })
 }
 
+/// The gRPC metadata key a RESOURCE_EXHAUSTED read refusal carries: milliseconds to wait.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+
+/// Takes a token from a server's read budget ([`custos_types::ReadBudget`]): the server's own
+/// bucket when `author` is `None` (before any work on the read), else the author's. A spent
+/// budget is RESOURCE_EXHAUSTED naming the limit, with [`RETRY_AFTER_MS`] metadata; refusals are
+/// logged (rate-limited).
+pub fn spend_read_budget(
+    budget: &std::sync::Mutex<custos_types::ReadBudget>,
+    author: Option<&custos_types::PartyId>,
+) -> std::result::Result<(), tonic::Status> {
+    let now = std::time::Instant::now();
+    let taken = {
+        let mut budget = match budget.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match author {
+            None => budget.take_server(now),
+            Some(author) => budget.take_author(author, now),
+        }
+    };
+    taken.map_err(|e| {
+        refused!(reason = %e, "read over budget");
+        let mut status = tonic::Status::resource_exhausted(e.to_string());
+        let wait = e.retry_after().as_millis().max(1).to_string();
+        if let Ok(value) = wait.parse() {
+            status.metadata_mut().insert(RETRY_AFTER_MS, value);
+        }
+        status
+    })
+}
+
+/// How long a RESOURCE_EXHAUSTED `status` asks a client to wait ([`RETRY_AFTER_MS`]), if it
+/// says.
+pub fn retry_after(status: &tonic::Status) -> Option<std::time::Duration> {
+    if status.code() != tonic::Code::ResourceExhausted {
+        return None;
+    }
+    let ms: u64 = status
+        .metadata()
+        .get(RETRY_AFTER_MS)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// A `Result` with [`ClientError`].
 pub type Result<T> = std::result::Result<T, ClientError>;
 

@@ -6,6 +6,7 @@
 //! about gRPC, storage or networking.
 
 pub mod aggregate;
+pub mod budget;
 pub mod decision;
 pub mod entry;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod read;
 pub mod tx;
 
 pub use aggregate::{AggregateScope, Cohort};
+pub use budget::{ReadBudget, ReadLimits};
 pub use decision::{Decision, DecisionReason};
 pub use entry::{EntryKind, LedgerEntry};
 pub use error::FieldError;

@@ -51,6 +51,71 @@ pub struct NodeConfig {
     /// the bearer token the node writes to `dashboard.token` in its data dir.
     #[serde(default)]
     pub dashboard_listen: Option<SocketAddr>,
+    /// How many signed reads the node serves (the `[reads]` table; see
+    /// [`custos_types::budget`]).
+    #[serde(default)]
+    pub reads: ReadsConfig,
+}
+
+/// The node's read budget: signed reads a second, in all and per author. Reads beyond it are
+/// refused with RESOURCE_EXHAUSTED and a `retry-after-ms` hint, so that readers cannot take the
+/// CPU that consensus needs.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadsConfig {
+    /// Signed reads a second, all authors together (taken before the signature is checked).
+    #[serde(default = "default_reads_per_second")]
+    pub per_second: u32,
+    /// Reads served at once after a quiet spell.
+    #[serde(default = "default_read_burst")]
+    pub burst: u32,
+    /// Signed reads a second of one author.
+    #[serde(default = "default_reads_per_author")]
+    pub per_author_per_second: u32,
+    /// Reads of one author at once after a quiet spell.
+    #[serde(default = "default_read_burst_per_author")]
+    pub per_author_burst: u32,
+}
+
+impl Default for ReadsConfig {
+    fn default() -> Self {
+        let d = custos_types::ReadLimits::default();
+        ReadsConfig {
+            per_second: d.per_second,
+            burst: d.burst,
+            per_author_per_second: d.per_author_per_second,
+            per_author_burst: d.per_author_burst,
+        }
+    }
+}
+
+impl ReadsConfig {
+    /// The limits, refused by name when one is zero.
+    pub fn limits(&self) -> anyhow::Result<custos_types::ReadLimits> {
+        let limits = custos_types::ReadLimits {
+            per_second: self.per_second,
+            burst: self.burst,
+            per_author_per_second: self.per_author_per_second,
+            per_author_burst: self.per_author_burst,
+        };
+        limits
+            .validate()
+            .map_err(|e| anyhow::anyhow!("node config [reads]: {e}"))?;
+        Ok(limits)
+    }
+}
+
+fn default_reads_per_second() -> u32 {
+    custos_types::ReadLimits::default().per_second
+}
+fn default_read_burst() -> u32 {
+    custos_types::ReadLimits::default().burst
+}
+fn default_reads_per_author() -> u32 {
+    custos_types::ReadLimits::default().per_author_per_second
+}
+fn default_read_burst_per_author() -> u32 {
+    custos_types::ReadLimits::default().per_author_burst
 }
 
 fn default_idle() -> u64 {
@@ -94,6 +159,7 @@ impl NodeConfig {
             p2p_peers: Vec::new(),
             idle_block_ms: default_idle(),
             dashboard_listen: None,
+            reads: ReadsConfig::default(),
         }
     }
 

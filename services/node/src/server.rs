@@ -148,6 +148,10 @@ pub async fn start_wrapped(
         forwarder: crate::forward::Forwarder::new(&config.peers)?,
         shutdown: shutdown_rx.clone(),
         reads: Default::default(),
+        read_budget: Arc::new(std::sync::Mutex::new(custos_types::ReadBudget::new(
+            config.reads.limits()?,
+            std::time::Instant::now(),
+        ))),
         verified: Default::default(),
     };
     // Summarizes the refusal lines the limit dropped, once per window, even when no further

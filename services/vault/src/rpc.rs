@@ -126,6 +126,8 @@ struct Inner<S, G> {
     limits: Limits,
     // The signed reads accepted within the freshness window: each is served once.
     reads: std::sync::Mutex<ReplayGuard>,
+    // How many signed reads the vault serves a second, in all and per author.
+    read_budget: std::sync::Mutex<custos_types::ReadBudget>,
     prover: std::sync::OnceLock<Arc<custos_circuits::ProvingKeyArtifact>>,
     aggregates: std::sync::OnceLock<Arc<Aggregates>>,
     damage_log: LogLimit,
@@ -260,6 +262,10 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
                 trusted,
                 limits,
                 reads: Default::default(),
+                read_budget: std::sync::Mutex::new(custos_types::ReadBudget::new(
+                    custos_types::ReadLimits::default(),
+                    std::time::Instant::now(),
+                )),
                 prover: std::sync::OnceLock::new(),
                 aggregates: std::sync::OnceLock::new(),
                 damage_log: LogLimit::default(),
@@ -304,9 +310,12 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         PartyId(self.inner.keys.public())
     }
 
-    /// Checks a signed read: signature, chain, method, freshness and a nonce not seen within
-    /// the freshness window.
+    /// Checks a signed read: the vault's read budget, signature, chain, method, freshness, the
+    /// author's read budget and a nonce not seen within the freshness window. The vault's
+    /// budget also bounds how fast its replay guard can fill (2,000 reads a second over the
+    /// 60-second window is 120,000, far below the guard's capacity).
     fn authorize(&self, wire: &ledger_pb::SignedRead, method: &str) -> Result<SignedRead, Status> {
+        custos_client::spend_read_budget(&self.inner.read_budget, None)?;
         let read = SignedRead::from_wire(wire).map_err(|e| {
             let status = field_status(e.clone(), "signed read");
             if e.field.ends_with("author") {
@@ -318,6 +327,7 @@ impl<S: VaultStore, G: LedgerGateway> VaultRpc<S, G> {
         let now = Timestamp::now();
         read.check_for(&self.inner.genesis.chain_id, method, now, "vault")
             .map_err(|e| field_status(e, "signed read"))?;
+        custos_client::spend_read_budget(&self.inner.read_budget, Some(&read.author))?;
         custos_client::admit_read(&self.inner.reads, &read, now)?;
         Ok(read)
     }

@@ -34,6 +34,8 @@ pub struct NodeContext {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The signed reads accepted within the freshness window: each is served once.
     pub reads: Arc<Mutex<ReplayGuard>>,
+    /// How many signed reads the node serves a second, in all and per author.
+    pub read_budget: Arc<Mutex<custos_types::ReadBudget>>,
     /// How far `VerifyChain` has verified the node's header chain (none: not yet started).
     pub verified: Arc<Mutex<Option<custos_ledger::verify::VerifiedPrefix>>>,
 }
@@ -72,8 +74,8 @@ pub fn internal(error: impl std::fmt::Display) -> Status {
     Status::internal("internal error; see the node's log")
 }
 
-/// Checks a signed read: signature, chain, method, freshness, a registered author and a nonce
-/// not seen within the freshness window. A missing or failing signature is UNAUTHENTICATED.
+/// Checks a signed read: the node's read budget, signature, chain, method, freshness, a
+/// registered author, the author's read budget and a nonce not seen within the freshness window. A missing or failing signature is UNAUTHENTICATED.
 pub fn authorize_read(
     ctx: &NodeContext,
     wire: &ledger_pb::SignedRead,
@@ -86,6 +88,9 @@ pub fn authorize_read(
              author, signature) whose query is the method's request"
         )));
     }
+    // The node's budget is spent before any work, so reads with bad signatures cost no more
+    // than good ones.
+    custos_client::spend_read_budget(&ctx.read_budget, None)?;
     let read = SignedRead::from_wire(wire).map_err(|e| {
         let status = field_status(e.clone(), "signed read");
         if e.field == "author" || e.field == "body.author" {
@@ -107,6 +112,7 @@ pub fn authorize_read(
                 read.author.short()
             ))
         })?;
+    custos_client::spend_read_budget(&ctx.read_budget, Some(&read.author))?;
     custos_client::admit_read(&ctx.reads, &read, now)?;
     Ok((read, party))
 }
